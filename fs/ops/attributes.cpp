@@ -1,0 +1,114 @@
+// getattr, setattr, readlink and statfs.
+
+#include "diofs/caller_credentials.hpp"
+#include "diofs/syscalls.hpp"
+#include "handlers.hpp"
+
+#include <climits>
+
+namespace diofs::ops {
+namespace {
+
+// The attributes of an inode, through the open file when the kernel names one (cheaper, and
+// right for a file that was unlinked while open).
+int stat_inode(Inode& inode, const fuse_file_info* fi, struct stat* st) {
+    return fi ? sys::fstat(open_file_of(fi).fd.get(), st) : sys::stat_path_fd(inode.path_fd.get(), st);
+}
+
+void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, "getattr", [&] {
+        auto& fs = filesystem_of(req);
+        struct stat st;
+        int rv = stat_inode(fs.inode(ino), fi, &st);
+        if (rv < 0)
+            return reply_status(req, rv);
+        fuse_reply_attr(req, &st, fs.cache_timeout());
+    });
+}
+
+timespec time_to_set(int valid, int set_bit, int now_bit, const timespec& value) {
+    if (valid & now_bit)
+        return {0, UTIME_NOW};
+    if (valid & set_bit)
+        return value;
+    return {0, UTIME_OMIT};
+}
+
+// Applies each change the kernel asks for, as the caller, in the order chmod, chown,
+// truncate, utimes; stops at the first error, which is what the caller sees.
+int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_file_info* fi) {
+    const int path_fd = inode.path_fd.get();
+    const int file_fd = fi ? open_file_of(fi).fd.get() : -1;
+    int rv = 0;
+    if (valid & FUSE_SET_ATTR_MODE)
+        rv = fi ? sys::fchmod(file_fd, attr.st_mode) : sys::fchmod_path_fd(path_fd, attr.st_mode);
+    if (rv == 0 && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+        uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+        gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+        rv = sys::fchown_path_fd(path_fd, uid, gid);
+    }
+    if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
+        rv = fi ? sys::ftruncate(file_fd, attr.st_size) : sys::truncate_path_fd(path_fd, attr.st_size);
+    if (rv == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                             FUSE_SET_ATTR_MTIME_NOW))) {
+        const timespec times[2] = {
+            time_to_set(valid, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim),
+            time_to_set(valid, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)};
+        rv = fi ? sys::futimens(file_fd, times) : sys::utimens_path_fd(path_fd, times);
+    }
+    return rv;
+}
+
+void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
+    guarded(req, "setattr", [&] {
+        auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
+        struct stat st;
+        int rv;
+        {
+            CallerCredentials as_caller(req);
+            rv = apply_setattr(inode, *attr, valid, fi);
+        }
+        if (rv == 0)
+            rv = stat_inode(inode, fi, &st);
+        if (rv < 0)
+            return reply_status(req, rv);
+        fuse_reply_attr(req, &st, fs.cache_timeout());
+    });
+}
+
+void readlink(fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, "readlink", [&] {
+        auto& fs = filesystem_of(req);
+        char target[PATH_MAX + 1];
+        ssize_t n = sys::readlink_path_fd(fs.inode(ino).path_fd.get(), target, sizeof target);
+        if (n < 0)
+            return reply_status(req, static_cast<int>(n));
+        if (static_cast<size_t>(n) == sizeof target)
+            return reply_status(req, -ENAMETOOLONG);
+        target[n] = '\0';
+        fuse_reply_readlink(req, target);
+    });
+}
+
+void statfs(fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, "statfs", [&] {
+        auto& fs = filesystem_of(req);
+        struct statvfs st;
+        int rv = sys::fstatvfs(fs.inode(ino).path_fd.get(), &st);
+        if (rv < 0)
+            return reply_status(req, rv);
+        fuse_reply_statfs(req, &st);
+    });
+}
+
+}  // namespace
+
+void add_attribute_operations(fuse_lowlevel_ops& ops) {
+    ops.getattr = getattr;
+    ops.setattr = setattr;
+    ops.readlink = readlink;
+    ops.statfs = statfs;
+}
+
+}  // namespace diofs::ops

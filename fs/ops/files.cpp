@@ -1,0 +1,162 @@
+// Regular files: open, create, read, write, flush, release, fsync, fallocate,
+// copy_file_range and lseek. Without dbopt the backing descriptor is an ordinary buffered one.
+
+#include "diofs/caller_credentials.hpp"
+#include "diofs/syscalls.hpp"
+#include "handlers.hpp"
+
+#include <memory>
+
+namespace diofs::ops {
+namespace {
+
+// The flags of the backing descriptor. O_APPEND is dropped because the kernel already hands
+// the daemon the right offset of each write, and pwrite() on an O_APPEND descriptor ignores
+// its offset on Linux. O_DIRECT is the mount's policy to decide, not the caller's: an
+// unaligned request from the kernel would fail with EINVAL on an O_DIRECT descriptor.
+int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
+
+// Hands `file` to the kernel as fi->fh; when the kernel did not take the reply (the caller
+// was interrupted) the file is closed again.
+void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> file) {
+    fi->fh = reinterpret_cast<uint64_t>(file.get());
+    if (fuse_reply_open(req, fi) == 0)
+        file.release();
+}
+
+void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, "open", [&] {
+        auto& fs = filesystem_of(req);
+        int fd;
+        {
+            CallerCredentials as_caller(req);
+            fd = sys::open_via_proc(fs.inode(ino).path_fd.get(), backing_open_flags(fi->flags));
+        }
+        if (fd < 0)
+            return reply_status(req, fd);
+        reply_open(req, fi, std::make_unique<OpenFile>(UniqueFd(fd)));
+    });
+}
+
+void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+    guarded(req, "create", [&] {
+        auto& fs = filesystem_of(req);
+        int fd;
+        {
+            CallerCredentials as_caller(req);
+            fd = sys::openat(fs.inode(parent).path_fd.get(), name,
+                             backing_open_flags(fi->flags) | O_CREAT | O_NOFOLLOW, mode);
+        }
+        if (fd < 0)
+            return reply_status(req, fd);
+        auto file = std::make_unique<OpenFile>(UniqueFd(fd));
+        fuse_entry_param e;
+        int rv = fs.entry_for_open_file(fd, &e);
+        if (rv < 0)
+            return reply_status(req, rv);
+        fi->fh = reinterpret_cast<uint64_t>(file.get());
+        if (fuse_reply_create(req, &e, fi) == 0)
+            file.release();
+        else
+            fs.forget(e.ino, 1);
+    });
+}
+
+void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, "read", [&] {
+        fuse_bufvec buf{};
+        buf.count = 1;
+        buf.buf[0].size = size;
+        buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+        buf.buf[0].fd = open_file_of(fi).fd.get();
+        buf.buf[0].pos = off;
+        // Read errors are answered by fuse_reply_data itself, with the errno of the read.
+        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    });
+}
+
+void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+    guarded(req, "write", [&] {
+        fuse_bufvec out{};
+        out.count = 1;
+        out.buf[0].size = fuse_buf_size(in);
+        out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+        out.buf[0].fd = open_file_of(fi).fd.get();
+        out.buf[0].pos = off;
+        ssize_t n;
+        {
+            // As the caller: the backing filesystem clears setuid/setgid as it would for them.
+            CallerCredentials as_caller(req);
+            n = fuse_buf_copy(&out, in, FUSE_BUF_NO_SPLICE);
+        }
+        if (n < 0)
+            return reply_status(req, static_cast<int>(n));
+        fuse_reply_write(req, static_cast<size_t>(n));
+    });
+}
+
+void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    guarded(req, "flush", [&] { reply_status(req, sys::close_dup(open_file_of(fi).fd.get())); });
+}
+
+void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    guarded(req, "release", [&] {
+        delete &open_file_of(fi);
+        reply_status(req, 0);
+    });
+}
+
+void fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+    guarded(req, "fsync",
+            [&] { reply_status(req, sys::fsync(open_file_of(fi).fd.get(), datasync != 0)); });
+}
+
+void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+               fuse_file_info* fi) {
+    guarded(req, "fallocate", [&] {
+        CallerCredentials as_caller(req);
+        reply_status(req, sys::fallocate(open_file_of(fi).fd.get(), mode, offset, length));
+    });
+}
+
+void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
+                     off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+    guarded(req, "copy_file_range", [&] {
+        ssize_t n;
+        {
+            CallerCredentials as_caller(req);
+            n = sys::copy_file_range(open_file_of(fi_in).fd.get(), &off_in,
+                                     open_file_of(fi_out).fd.get(), &off_out, len,
+                                     static_cast<unsigned>(flags));
+        }
+        if (n < 0)
+            return reply_status(req, static_cast<int>(n));
+        fuse_reply_write(req, static_cast<size_t>(n));
+    });
+}
+
+void lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+    guarded(req, "lseek", [&] {
+        off_t pos = sys::lseek(open_file_of(fi).fd.get(), off, whence);
+        if (pos < 0)
+            return reply_status(req, static_cast<int>(pos));
+        fuse_reply_lseek(req, pos);
+    });
+}
+
+}  // namespace
+
+void add_file_operations(fuse_lowlevel_ops& ops) {
+    ops.open = open;
+    ops.create = create;
+    ops.read = read;
+    ops.write_buf = write_buf;
+    ops.flush = flush;
+    ops.release = release;
+    ops.fsync = fsync;
+    ops.fallocate = fallocate;
+    ops.copy_file_range = copy_file_range;
+    ops.lseek = lseek;
+}
+
+}  // namespace diofs::ops

@@ -1,0 +1,48 @@
+#pragma once
+// What every FUSE handler shares: the trampoline that keeps exceptions out of libfuse, the
+// replies that must give back a lookup reference when the kernel did not take the answer,
+// and the functions through which each file adds its operations to the table.
+
+#include "diofs/filesystem.hpp"
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <new>
+
+namespace diofs::ops {
+
+// Runs one request. A handler replies exactly once, as its last step, so an exception can
+// only come before the reply; it is logged and answered ENOMEM or EIO here, once.
+template <typename Handler>
+void guarded(fuse_req_t req, const char* op, Handler&& handler) noexcept {
+    try {
+        handler();
+        return;
+    } catch (const std::bad_alloc&) {
+        spdlog::error("{}: out of memory", op);
+        fuse_reply_err(req, ENOMEM);
+    } catch (const std::exception& e) {
+        spdlog::error("{}: {}", op, e.what());
+        fuse_reply_err(req, EIO);
+    } catch (...) {
+        spdlog::error("{}: unknown exception", op);
+        fuse_reply_err(req, EIO);
+    }
+}
+
+// Replies `rv` (0 or -errno) as an error reply: positive errno, 0 for success.
+inline void reply_status(fuse_req_t req, int rv) { fuse_reply_err(req, -rv); }
+
+// fuse_reply_entry, and when the kernel did not receive it (the caller was interrupted), the
+// lookup reference it carried is given back, or the inode would never be forgotten.
+void reply_entry(fuse_req_t req, const fuse_entry_param& e);
+
+void add_entry_operations(fuse_lowlevel_ops& ops);      // lookup, forget, mknod, rename, ...
+void add_attribute_operations(fuse_lowlevel_ops& ops);  // getattr, setattr, readlink, statfs
+void add_file_operations(fuse_lowlevel_ops& ops);       // open, create, read, write, ...
+void add_directory_operations(fuse_lowlevel_ops& ops);  // opendir, readdir(plus), ...
+void add_xattr_operations(fuse_lowlevel_ops& ops);
+
+}  // namespace diofs::ops

@@ -1,0 +1,56 @@
+#include "diofs/operations.hpp"
+
+#include "handlers.hpp"
+
+#include <cstring>
+
+namespace diofs {
+namespace ops {
+
+void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
+    if (fuse_reply_entry(req, &e) != 0)
+        filesystem_of(req).forget(e.ino, 1);
+}
+
+namespace {
+
+void init(void* userdata, fuse_conn_info* conn) {
+    auto& fs = *static_cast<Filesystem*>(userdata);
+    // The backing filesystem clears setuid/setgid bits itself, because every write, truncate
+    // and chown runs with the caller's credentials (see caller_credentials.hpp); the kernel
+    // must not also send a mode change, which would fail for a caller who is not the owner.
+    if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+        conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
+    // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    // Request data arrives in memory, not through a pipe: one path for every write.
+    conn->want &= ~FUSE_CAP_SPLICE_READ;
+    conn->time_gran = 1;
+    spdlog::debug("session starts: kernel protocol {}.{}, max_write {}", conn->proto_major,
+                  conn->proto_minor, conn->max_write);
+    (void)fs;
+}
+
+void destroy(void* userdata) {
+    auto& fs = *static_cast<Filesystem*>(userdata);
+    spdlog::debug("session ends with {} inodes in the table", fs.inodes().size());
+}
+
+}  // namespace
+}  // namespace ops
+
+fuse_lowlevel_ops make_operations() {
+    fuse_lowlevel_ops ops;
+    std::memset(&ops, 0, sizeof ops);
+    ops.init = ops::init;
+    ops.destroy = ops::destroy;
+    ops::add_entry_operations(ops);
+    ops::add_attribute_operations(ops);
+    ops::add_file_operations(ops);
+    ops::add_directory_operations(ops);
+    ops::add_xattr_operations(ops);
+    return ops;
+}
+
+}  // namespace diofs

@@ -1,0 +1,284 @@
+#include "diofs/options.hpp"
+
+#include <algorithm>
+#include <array>
+#include <functional>
+#include <string_view>
+
+namespace diofs {
+namespace {
+
+using Setter = std::function<std::optional<std::string>(Options&, std::string_view value)>;
+
+// One accepted -o option. `takes_value` says whether it is NAME or NAME=VALUE; `set` checks
+// the value and returns an error message, or nothing when the value is good.
+struct OptionSpec {
+    std::string_view name;
+    bool takes_value;
+    std::string_view help;
+    Setter set;
+};
+
+constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug", "info", "warn",
+                                                       "error", "critical", "off"};
+
+Setter flag(bool Options::*member, bool value = true) {
+    return [member, value](Options& o, std::string_view) -> std::optional<std::string> {
+        o.*member = value;
+        return std::nullopt;
+    };
+}
+
+Setter mount_flag(std::string_view name) {
+    return [name](Options& o, std::string_view) -> std::optional<std::string> {
+        o.mount_flags.emplace_back(name);
+        return std::nullopt;
+    };
+}
+
+const std::vector<OptionSpec>& option_specs() {
+    static const std::vector<OptionSpec> specs = [] {
+        std::vector<OptionSpec> s = {
+            {"dbopt", false, "direct I/O for every regular file (the PolyServe DBOptimized policy)",
+             flag(&Options::dbopt)},
+            {"log_level", true, "trace|debug|info|warn|error|critical|off (default info)",
+             [](Options& o, std::string_view v) -> std::optional<std::string> {
+                 auto it = std::find(kLogLevels.begin(), kLogLevels.end(), v);
+                 if (it == kLogLevels.end())
+                     return "log_level: '" + std::string(v) +
+                            "' is not a level (accepted: trace, debug, info, warn, error, "
+                            "critical, off)";
+                 o.log_level = static_cast<spdlog::level::level_enum>(it - kLogLevels.begin());
+                 return std::nullopt;
+             }},
+            {"allow_other", false, "let every user use the mount (default when run as root)",
+             [](Options& o, std::string_view) -> std::optional<std::string> {
+                 o.allow_other = true;
+                 return std::nullopt;
+             }},
+            {"noallow_other", false, "only the user who mounted may use the mount",
+             [](Options& o, std::string_view) -> std::optional<std::string> {
+                 o.allow_other = false;
+                 return std::nullopt;
+             }},
+            {"default_permissions", false, "always on: the kernel checks permissions",
+             [](Options&, std::string_view) -> std::optional<std::string> { return std::nullopt; }},
+            {"auto_unmount", false, "unmount when the daemon dies (through fusermount3)",
+             flag(&Options::auto_unmount)},
+            {"fsname", true, "the source name shown in /proc/mounts (default: SOURCE)",
+             [](Options& o, std::string_view v) -> std::optional<std::string> {
+                 if (v.empty() || v.find_first_of(", \t\n") != std::string_view::npos)
+                     return "fsname: '" + std::string(v) +
+                            "' must be non-empty, without commas or white space";
+                 o.fsname = std::string(v);
+                 return std::nullopt;
+             }},
+            {"debug", false, "foreground, debug log and libfuse's request trace (as -d)",
+             [](Options& o, std::string_view) -> std::optional<std::string> {
+                 o.fuse_debug = o.foreground = true;
+                 o.log_level = spdlog::level::debug;
+                 return std::nullopt;
+             }},
+        };
+        // Generic mount flags, passed to the kernel as they are.
+        for (std::string_view f :
+             {"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
+              "dirsync", "noatime", "nodiratime", "relatime", "norelatime", "strictatime",
+              "nostrictatime", "lazytime", "nolazytime"})
+            s.push_back({f, false, "", mount_flag(f)});
+        return s;
+    }();
+    return specs;
+}
+
+// fstab words that mount(8) and systemd act on; the filesystem has nothing to do with them,
+// and mount helpers do not always strip them (mount.fuse3 keeps some).
+bool is_mount_only_word(std::string_view word) {
+    static constexpr std::array<std::string_view, 10> words = {
+        "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "nofail",
+        "_netdev"};
+    if (std::find(words.begin(), words.end(), word) != words.end())
+        return true;
+    return word.starts_with("x-") || word.starts_with("comment=");
+}
+
+std::vector<std::string_view> split_commas(std::string_view list) {
+    std::vector<std::string_view> out;
+    size_t start = 0;
+    while (start <= list.size()) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string_view::npos)
+            comma = list.size();
+        out.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return out;
+}
+
+void parse_option(std::string_view word, Options& options, std::vector<std::string>& errors) {
+    if (word.empty())
+        return;  // "-o a,,b": tolerated, as mount(8) does
+    if (is_mount_only_word(word)) {
+        options.ignored.emplace_back(word);
+        return;
+    }
+    size_t eq = word.find('=');
+    std::string_view name = word.substr(0, eq);
+    const auto& specs = option_specs();
+    auto spec = std::find_if(specs.begin(), specs.end(),
+                             [&](const OptionSpec& s) { return s.name == name; });
+    if (spec == specs.end()) {
+        errors.push_back("unknown option '" + std::string(word) + "' (accepted: " +
+                         accepted_options_line() + ")");
+        return;
+    }
+    if (spec->takes_value && eq == std::string_view::npos) {
+        errors.push_back("option '" + std::string(name) + "' needs a value: " +
+                         std::string(name) + "=VALUE");
+        return;
+    }
+    if (!spec->takes_value && eq != std::string_view::npos) {
+        errors.push_back("option '" + std::string(name) + "' takes no value (got '" +
+                         std::string(word) + "')");
+        return;
+    }
+    std::string_view value = eq == std::string_view::npos ? "" : word.substr(eq + 1);
+    if (auto error = spec->set(options, value))
+        errors.push_back(*error);
+}
+
+}  // namespace
+
+std::string accepted_options_line() {
+    std::string line;
+    for (const auto& spec : option_specs()) {
+        if (!line.empty())
+            line += ", ";
+        line += spec.name;
+        if (spec.takes_value)
+            line += "=";
+    }
+    return line + ", and mount(8)'s own (defaults, nofail, _netdev, noauto, x-*...)";
+}
+
+std::string usage_text() {
+    std::string text =
+        "usage: diofs SOURCE MOUNTPOINT [-o OPT[,OPT...]] [-f] [-d]\n"
+        "       diofs --help | --version\n"
+        "\n"
+        "Mirror the directory SOURCE at MOUNTPOINT. With -o dbopt, regular files are read and\n"
+        "written with direct I/O, so that copies and archives do not fill the page cache.\n"
+        "\n"
+        "  -f             stay in the foreground, log to stderr (otherwise: daemon, syslog)\n"
+        "  -d             foreground, debug log and libfuse's request trace\n"
+        "  -o OPT,...     mount options:\n";
+    for (const auto& spec : option_specs()) {
+        if (spec.help.empty())
+            continue;
+        std::string name(spec.name);
+        if (spec.takes_value)
+            name += "=...";
+        name.resize(std::max<size_t>(name.size() + 1, 22), ' ');
+        text += "      " + name + std::string(spec.help) + "\n";
+    }
+    text +=
+        "      ro, nosuid, nodev, noexec, noatime, sync, ... generic mount flags\n"
+        "      defaults, nofail, _netdev, noauto, x-*, ...   for mount(8), ignored here\n"
+        "  -h, --help     this text\n"
+        "  -V, --version  the version\n";
+    return text;
+}
+
+ParseResult parse_command_line(const std::vector<std::string>& args) {
+    ParseResult r;
+    std::vector<std::string> positional;
+    for (size_t i = 1; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "-h" || a == "--help") {
+            r.options.show_help = true;
+        } else if (a == "-V" || a == "--version") {
+            r.options.show_version = true;
+        } else if (a == "-f") {
+            r.options.foreground = true;
+        } else if (a == "-d") {
+            parse_option("debug", r.options, r.errors);
+        } else if (a == "-o") {
+            if (i + 1 == args.size()) {
+                r.errors.push_back("-o needs a list of options");
+                break;
+            }
+            for (auto word : split_commas(args[++i]))
+                parse_option(word, r.options, r.errors);
+        } else if (a.starts_with("-o")) {
+            for (auto word : split_commas(std::string_view(a).substr(2)))
+                parse_option(word, r.options, r.errors);
+        } else if (a.size() > 1 && a[0] == '-') {
+            r.errors.push_back("unknown argument '" + a + "' (see diofs --help)");
+        } else {
+            positional.push_back(a);
+        }
+    }
+    if (r.options.show_help || r.options.show_version)
+        return r;
+    if (positional.size() > 2)
+        r.errors.push_back("too many arguments: '" + positional[2] +
+                           "' (expected SOURCE MOUNTPOINT)");
+    if (positional.empty())
+        r.errors.push_back("missing SOURCE and MOUNTPOINT (usage: diofs SOURCE MOUNTPOINT)");
+    else if (positional.size() == 1)
+        r.errors.push_back("missing MOUNTPOINT (usage: diofs SOURCE MOUNTPOINT)");
+    if (!positional.empty())
+        r.options.source = positional[0];
+    if (positional.size() > 1)
+        r.options.mountpoint = positional[1];
+    for (const char* pair : {"ro/rw", "suid/nosuid", "dev/nodev", "exec/noexec", "sync/async"}) {
+        std::string_view p(pair);
+        auto slash = p.find('/');
+        auto has = [&](std::string_view f) {
+            return std::find(r.options.mount_flags.begin(), r.options.mount_flags.end(), f) !=
+                   r.options.mount_flags.end();
+        };
+        // mount(8) resolves "rw,ro" by the last one given; we do the same instead of refusing.
+        if (has(p.substr(0, slash)) && has(p.substr(slash + 1))) {
+            auto last = std::find_if(r.options.mount_flags.rbegin(), r.options.mount_flags.rend(),
+                                     [&](const std::string& f) {
+                                         return f == p.substr(0, slash) || f == p.substr(slash + 1);
+                                     });
+            std::string keep = *last;
+            std::erase_if(r.options.mount_flags, [&](const std::string& f) {
+                return f == p.substr(0, slash) || f == p.substr(slash + 1);
+            });
+            r.options.mount_flags.push_back(keep);
+        }
+    }
+    return r;
+}
+
+// libfuse splits -o at commas; a backslash keeps one (a SOURCE path may hold commas).
+static std::string escape_option_value(std::string_view value) {
+    std::string out;
+    for (char c : value) {
+        if (c == ',' || c == '\\')
+            out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+std::vector<std::string> fuse_arguments(const Options& options, bool daemon_is_root) {
+    std::string o = "subtype=diofs,fsname=" +
+                    escape_option_value(options.fsname.value_or(options.source)) +
+                    ",default_permissions";
+    if (options.allow_other.value_or(daemon_is_root))
+        o += ",allow_other";
+    if (options.auto_unmount)
+        o += ",auto_unmount";
+    for (const auto& f : options.mount_flags)
+        o += "," + f;
+    std::vector<std::string> args = {"diofs", "-o", o};
+    if (options.fuse_debug)
+        args.push_back("-d");
+    return args;
+}
+
+}  // namespace diofs

@@ -1,0 +1,138 @@
+#include "diofs/syscalls.hpp"
+
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+namespace diofs::sys {
+namespace {
+
+// Every wrapper ends here: a negative libc result becomes -errno.
+template <typename T>
+T result(T rv) noexcept {
+    return rv < 0 ? static_cast<T>(-errno) : rv;
+}
+
+}  // namespace
+
+std::string proc_fd_path(int fd) {
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return path;
+}
+
+int openat(int dirfd, const char* name, int flags, mode_t mode) {
+    return result(::openat(dirfd, name, flags | O_CLOEXEC, mode));
+}
+
+int open_via_proc(int path_fd, int flags) {
+    // O_NOFOLLOW would refuse the magic link itself; the link jumps to the inode, not a path.
+    return result(::open(proc_fd_path(path_fd).c_str(), (flags & ~O_NOFOLLOW) | O_CLOEXEC));
+}
+
+int fstat(int fd, struct stat* st) { return result(::fstat(fd, st)); }
+
+int stat_at(int dirfd, const char* name, struct stat* st) {
+    return result(::fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW));
+}
+
+int stat_path_fd(int path_fd, struct stat* st) {
+    return result(::fstatat(path_fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+int fchmod_path_fd(int path_fd, mode_t mode) {
+    return result(::chmod(proc_fd_path(path_fd).c_str(), mode));
+}
+
+int fchmod(int fd, mode_t mode) { return result(::fchmod(fd, mode)); }
+
+int fchown_path_fd(int path_fd, uid_t uid, gid_t gid) {
+    return result(::fchownat(path_fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+int ftruncate(int fd, off_t size) { return result(::ftruncate(fd, size)); }
+
+int truncate_path_fd(int path_fd, off_t size) {
+    return result(::truncate(proc_fd_path(path_fd).c_str(), size));
+}
+
+int futimens(int fd, const struct timespec times[2]) { return result(::futimens(fd, times)); }
+
+int utimens_path_fd(int path_fd, const struct timespec times[2]) {
+    return result(::utimensat(path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+ssize_t readlink_path_fd(int path_fd, char* buf, size_t size) {
+    return result(::readlinkat(path_fd, "", buf, size));
+}
+
+int mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev) {
+    return result(::mknodat(dirfd, name, mode, rdev));
+}
+
+int mkdirat(int dirfd, const char* name, mode_t mode) {
+    return result(::mkdirat(dirfd, name, mode));
+}
+
+int symlinkat(const char* target, int dirfd, const char* name) {
+    return result(::symlinkat(target, dirfd, name));
+}
+
+int unlinkat(int dirfd, const char* name, int flags) {
+    return result(::unlinkat(dirfd, name, flags));
+}
+
+int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+              unsigned int flags) {
+    return result(::renameat2(olddirfd, oldname, newdirfd, newname, flags));
+}
+
+int link_path_fd(int path_fd, int newdirfd, const char* newname) {
+    // linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which a caller's credentials
+    // do not carry; following the /proc magic link needs nothing more than the backing
+    // filesystem itself would ask (fs.protected_hardlinks included).
+    return result(
+        ::linkat(AT_FDCWD, proc_fd_path(path_fd).c_str(), newdirfd, newname, AT_SYMLINK_FOLLOW));
+}
+
+int fstatvfs(int fd, struct statvfs* st) { return result(::fstatvfs(fd, st)); }
+
+int fsync(int fd, bool datasync) { return result(datasync ? ::fdatasync(fd) : ::fsync(fd)); }
+
+int close_dup(int fd) {
+    int copy = ::dup(fd);
+    if (copy < 0)
+        return -errno;
+    return result(::close(copy));
+}
+
+int fallocate(int fd, int mode, off_t offset, off_t length) {
+    return result(::fallocate(fd, mode, offset, length));
+}
+
+ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
+                        unsigned int flags) {
+    return result(::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags));
+}
+
+off_t lseek(int fd, off_t offset, int whence) { return result(::lseek(fd, offset, whence)); }
+
+ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size) {
+    return result(::getxattr(proc_fd_path(path_fd).c_str(), name, value, size));
+}
+
+ssize_t listxattr_path_fd(int path_fd, char* list, size_t size) {
+    return result(::listxattr(proc_fd_path(path_fd).c_str(), list, size));
+}
+
+int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t size, int flags) {
+    return result(::setxattr(proc_fd_path(path_fd).c_str(), name, value, size, flags));
+}
+
+int removexattr_path_fd(int path_fd, const char* name) {
+    return result(::removexattr(proc_fd_path(path_fd).c_str(), name));
+}
+
+}  // namespace diofs::sys

@@ -1,0 +1,36 @@
+#pragma once
+// Who a request acts as. The daemon runs as root, but what a user does through the mount must
+// be exactly what the backing filesystem lets that user do: files they create belong to them
+// (and to a setgid directory's group), permissions and sticky bits are checked against them,
+// and their writes and truncates clear setuid/setgid bits (which root's CAP_FSETID would keep).
+// So each request runs with the caller's filesystem uid, gid and supplementary groups, and
+// the backing filesystem decides, as it would for the caller directly.
+//
+// setfsuid(2), setfsgid(2) and the raw setgroups(2) system call change the calling thread only
+// (glibc's setgroups() would change every thread of the process), so worker threads switch
+// independently. A daemon that is not root cannot switch; it then acts as itself, which is
+// also who its callers are (without allow_other only the mounting user gets in).
+
+#include <fuse_lowlevel.h>
+
+#include <sys/types.h>
+
+namespace diofs {
+
+class CallerCredentials {
+public:
+    // Switches the calling thread to the credentials of `req`'s caller.
+    explicit CallerCredentials(fuse_req_t req);
+    ~CallerCredentials();
+    CallerCredentials(const CallerCredentials&) = delete;
+    CallerCredentials& operator=(const CallerCredentials&) = delete;
+
+    // Called once at start-up, before any thread exists: remembers the daemon's own groups and
+    // whether it may switch at all.
+    static void init_process();
+
+private:
+    bool switched_ = false;
+};
+
+}  // namespace diofs

@@ -1,0 +1,13 @@
+#pragma once
+
+#include "diofs/options.hpp"
+
+namespace diofs {
+
+// Checks SOURCE and MOUNTPOINT, mounts, serves requests until unmounted or signalled
+// (SIGINT, SIGTERM, SIGHUP), unmounts. Returns the process's exit status: 0 after a clean end,
+// 1 when it could not mount (with one message naming the problem) or the session failed.
+// SIGUSR1 logs the daemon's counters ("stats: inodes=N").
+int run_daemon(const Options& options);
+
+}  // namespace diofs

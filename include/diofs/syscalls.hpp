@@ -1,0 +1,54 @@
+#pragma once
+// Thin wrappers over the system calls the daemon makes. Each returns a count or a descriptor
+// (>= 0) on success and -errno on failure, never throws, and never retries: the one
+// convention inside diofs. FUSE handlers turn the result into a reply once, at the end.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+
+namespace diofs::sys {
+
+// The path through which the kernel reopens what an O_PATH descriptor points at
+// ("/proc/self/fd/N"). Used where no *at() call accepts an O_PATH descriptor: open, chmod,
+// truncate, the xattr calls and link as a user without CAP_DAC_READ_SEARCH.
+std::string proc_fd_path(int fd);
+
+int openat(int dirfd, const char* name, int flags, mode_t mode = 0);
+int open_via_proc(int path_fd, int flags);
+int fstat(int fd, struct stat* st);
+int stat_at(int dirfd, const char* name, struct stat* st);  // never follows a symlink
+int stat_path_fd(int path_fd, struct stat* st);
+int fchmod_path_fd(int path_fd, mode_t mode);
+int fchmod(int fd, mode_t mode);
+int fchown_path_fd(int path_fd, uid_t uid, gid_t gid);
+int ftruncate(int fd, off_t size);
+int truncate_path_fd(int path_fd, off_t size);
+int futimens(int fd, const struct timespec times[2]);
+int utimens_path_fd(int path_fd, const struct timespec times[2]);
+ssize_t readlink_path_fd(int path_fd, char* buf, size_t size);
+int mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev);
+int mkdirat(int dirfd, const char* name, mode_t mode);
+int symlinkat(const char* target, int dirfd, const char* name);
+int unlinkat(int dirfd, const char* name, int flags);
+int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+              unsigned int flags);
+int link_path_fd(int path_fd, int newdirfd, const char* newname);
+int fstatvfs(int fd, struct statvfs* st);
+int fsync(int fd, bool datasync);
+int close_dup(int fd);  // close(dup(fd)): the close-time errors of the backing file
+int fallocate(int fd, int mode, off_t offset, off_t length);
+ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
+                        unsigned int flags);
+off_t lseek(int fd, off_t offset, int whence);
+ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size);
+ssize_t listxattr_path_fd(int path_fd, char* list, size_t size);
+int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t size, int flags);
+int removexattr_path_fd(int path_fd, const char* name);
+
+}  // namespace diofs::sys
