@@ -148,14 +148,14 @@ int run_daemon(const Options& given) {
         fuse_remove_signal_handlers(se.get());
         return 1;
     }
-    spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
-                 options.dbopt ? "on" : "off");
     if (!options.foreground) {
         log_to_syslog(options.log_level);
         // The parent exits 0 once the child runs; the mount already exists by then, so
         // mount(8) returns only when the filesystem is usable.
         fuse_daemonize(0);
     }
+    spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
+                 options.dbopt ? "on" : "off");
 
     int rv;
     {

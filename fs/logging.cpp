@@ -48,9 +48,11 @@ void install(std::shared_ptr<spdlog::logger> logger, spdlog::level::level_enum l
 
 }  // namespace
 
-void log_to_stderr(spdlog::level::level_enum level) {
+void log_to_stderr(spdlog::level::level_enum level, bool timestamps) {
+    spdlog::drop("diofs");
     auto logger = spdlog::stderr_color_mt("diofs");
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e diofs[%P] %^%l%$: %v");
+    logger->set_pattern(timestamps ? "%Y-%m-%d %H:%M:%S.%e diofs[%P] %^%l%$: %v"
+                                   : "diofs: %^%l%$: %v");
     install(std::move(logger), level);
 }
 

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
                     FUSE_MINOR_VERSION);
         return 0;
     }
-    diofs::log_to_stderr(parsed.options.log_level);
+    diofs::log_to_stderr(parsed.options.log_level, parsed.options.foreground);
     if (!parsed.errors.empty()) {
         for (const auto& error : parsed.errors)
             spdlog::error("{}", error);

@@ -8,7 +8,9 @@
 
 namespace diofs {
 
-void log_to_stderr(spdlog::level::level_enum level);
+// `timestamps`: the foreground daemon's lines carry date and time; before a daemon detaches,
+// its messages are for the person at the terminal: "diofs: error: ...".
+void log_to_stderr(spdlog::level::level_enum level, bool timestamps);
 void log_to_syslog(spdlog::level::level_enum level);
 
 }  // namespace diofs

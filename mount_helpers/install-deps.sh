@@ -1,0 +1,25 @@
+# Sourced by mount_helpers/setup.sh and tests/run.sh: installs the Debian packages diofs needs to
+# build, run and test that are not installed yet (nothing is installed twice, nothing upgraded).
+diofs_packages="cmake make g++ pkg-config libfuse3-dev fuse3 libspdlog-dev libgtest-dev
+    python3 gzip tar util-linux passwd psmisc attr"
+
+diofs_install_missing_packages() {
+    local missing="" p sudo=""
+    for p in $diofs_packages; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    echo "diofs: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -q --no-install-recommends $missing ||
+        { $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends $missing; }
+}
+
+# /dev/fuse appears when the fuse module is loaded (built in on most kernels).
+diofs_load_fuse() {
+    [ -e /dev/fuse ] && return 0
+    if [ "$(id -u)" = 0 ]; then modprobe fuse 2>/dev/null || true; else sudo modprobe fuse || true; fi
+}
