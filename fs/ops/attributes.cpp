@@ -59,13 +59,34 @@ int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_f
     return rv;
 }
 
+// True when `valid`/`attr` is the kernel clearing setuid/setgid bits for a caller who does not
+// own the file: the kernel does that itself on write and truncate, and, because libfuse 3.14
+// does not pass FUSE_HANDLE_KILLPRIV on to it, asks through setattr. As the caller that chmod
+// would fail (only the owner may chmod), yet natively it succeeds: it is the kernel's doing,
+// not the caller's. A chmod() that the caller itself makes never looks like this here: with
+// default_permissions the kernel refuses a non-owner's chmod before sending anything.
+bool is_kernel_setid_clear(fuse_req_t req, const struct stat& now, const struct stat& attr,
+                           int valid) {
+    constexpr mode_t setid = S_ISUID | S_ISGID;
+    if (!(valid & FUSE_SET_ATTR_MODE) || fuse_req_ctx(req)->uid == now.st_uid)
+        return false;
+    bool clears_some = (now.st_mode & ~attr.st_mode & setid) != 0;
+    bool changes_nothing_else = ((now.st_mode ^ attr.st_mode) & ~setid & 07777) == 0;
+    return clears_some && changes_nothing_else;
+}
+
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
     guarded(req, "setattr", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
         struct stat st;
-        int rv;
-        {
+        int rv = stat_inode(inode, fi, &st);
+        if (rv == 0 && is_kernel_setid_clear(req, st, *attr, valid)) {
+            rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr->st_mode)
+                    : sys::fchmod_path_fd(inode.path_fd.get(), attr->st_mode);
+            valid &= ~FUSE_SET_ATTR_MODE;
+        }
+        if (rv == 0) {
             CallerCredentials as_caller(req);
             rv = apply_setattr(inode, *attr, valid, fi);
         }

@@ -17,8 +17,9 @@ namespace {
 void init(void* userdata, fuse_conn_info* conn) {
     auto& fs = *static_cast<Filesystem*>(userdata);
     // The backing filesystem clears setuid/setgid bits itself, because every write, truncate
-    // and chown runs with the caller's credentials (see caller_credentials.hpp); the kernel
-    // must not also send a mode change, which would fail for a caller who is not the owner.
+    // and chown runs with the caller's credentials (see caller_credentials.hpp), so the kernel
+    // need not send its own mode change. libfuse 3.14 does not pass this flag on to the
+    // kernel, though: setattr() recognises the kernel's mode change and applies it.
     if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
         conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
     // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
