@@ -1,0 +1,91 @@
+#include "diofs/direct_io_engine.hpp"
+
+#include "diofs/io_split.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace diofs {
+namespace {
+
+// The most an unaligned body is copied at once; also the largest direct request issued.
+constexpr uint64_t kCopyChunk = 1u << 20;
+
+}  // namespace
+
+DirectIoEngine::DirectIoEngine(DioAlignment alignment, size_t page_size)
+    : alignment_(alignment), lock_unit_(std::max<uint64_t>(alignment.offset, page_size)) {}
+
+ssize_t DirectIoEngine::write_body(BackingIo& io, const char* buf, uint64_t length,
+                                   uint64_t offset) const {
+    if (reinterpret_cast<uintptr_t>(buf) % alignment_.memory == 0)
+        return io.direct_pwrite(buf, length, offset);
+    // libfuse's request buffers are not aligned: copy through an aligned one.
+    thread_local AlignedBuffer copy;
+    copy.reserve(std::max<size_t>(alignment_.memory, alignment_.offset),
+                 std::min(length, std::max(kCopyChunk, uint64_t{alignment_.offset})));
+    uint64_t done = 0;
+    while (done < length) {
+        uint64_t n = std::min<uint64_t>(length - done, round_down(copy.size(), alignment_.offset));
+        std::memcpy(copy.data(), buf + done, n);
+        ssize_t rv = io.direct_pwrite(copy.data(), n, offset + done);
+        if (rv < 0)
+            return done ? static_cast<ssize_t>(done) : rv;
+        done += static_cast<uint64_t>(rv);
+        if (static_cast<uint64_t>(rv) < n)
+            break;
+    }
+    return static_cast<ssize_t>(done);
+}
+
+ssize_t DirectIoEngine::write(BackingIo& io, RangeLock& locks, const char* buf, size_t length,
+                              uint64_t offset) const {
+    if (length == 0)
+        return 0;
+    auto guard = locks.lock(round_down(offset, lock_unit_), round_up(offset + length, lock_unit_));
+    const IoSplit split = split_io(offset, length, alignment_.offset);
+    uint64_t done = 0;
+    for (const Extent* piece : {&split.head, &split.body, &split.tail}) {
+        if (piece->empty())
+            continue;
+        const char* src = buf + (piece->offset - offset);
+        ssize_t rv = piece == &split.body ? write_body(io, src, piece->length, piece->offset)
+                                          : io.bounce_pwrite(src, piece->length, piece->offset);
+        if (rv < 0)
+            return done ? static_cast<ssize_t>(done) : rv;
+        done += static_cast<uint64_t>(rv);
+        if (static_cast<uint64_t>(rv) < piece->length)
+            break;
+    }
+    return static_cast<ssize_t>(done);
+}
+
+ssize_t DirectIoEngine::read(BackingIo& io, uint64_t offset, size_t length, AlignedBuffer& scratch,
+                             ReadView& view) const {
+    view = {};
+    if (length == 0)
+        return 0;
+    const uint64_t begin = round_down(offset, alignment_.offset);
+    const uint64_t end = round_up(offset + length, alignment_.offset);
+    scratch.reserve(std::max<size_t>(alignment_.memory, alignment_.offset), end - begin);
+    uint64_t got = 0;
+    // A short direct read means end of file; one that returns nothing too. Read until the
+    // whole superset is in or the file ends.
+    while (begin + got < end) {
+        ssize_t rv = io.direct_pread(scratch.data() + got, end - begin - got, begin + got);
+        if (rv < 0)
+            return rv;
+        got += static_cast<uint64_t>(rv);
+        if (rv == 0 || got % alignment_.offset != 0)
+            break;
+    }
+    const uint64_t skip = offset - begin;
+    if (got <= skip)
+        return 0;
+    view.data = scratch.data() + skip;
+    view.length = std::min<uint64_t>(got - skip, length);
+    return static_cast<ssize_t>(view.length);
+}
+
+}  // namespace diofs

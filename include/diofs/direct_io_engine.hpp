@@ -1,0 +1,53 @@
+#pragma once
+// The dbopt read and write paths, over a BackingIo.
+//
+// write: the request is split (io_split.hpp); the aligned body goes to direct_pwrite, from the
+// caller's buffer when its address is aligned and through an aligned copy otherwise; the
+// unaligned head and tail go to bounce_pwrite. Pieces are written in file order; an error
+// after some bytes were written gives a short count (as write(2) does), an error before any
+// gives -errno.
+// read: the aligned superset of the request is read with direct_pread into an aligned buffer;
+// the requested part is handed back from it, without another copy.
+//
+// A write holds the inode's RangeLock over the request rounded out to lock units (the larger
+// of the page size and the alignment): a bounce write rewrites whole pages of the page cache
+// and a direct write whole sectors, so two writers of different bytes of one unit must not
+// overlap in time. Writers of different units do not wait for each other.
+
+#include "diofs/aligned_buffer.hpp"
+#include "diofs/backing_io.hpp"
+#include "diofs/dio_alignment.hpp"
+#include "diofs/range_lock.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace diofs {
+
+struct ReadView {
+    const char* data = nullptr;
+    size_t length = 0;  // 0: end of file
+};
+
+class DirectIoEngine {
+public:
+    DirectIoEngine(DioAlignment alignment, size_t page_size);
+
+    ssize_t write(BackingIo& io, RangeLock& locks, const char* buf, size_t length,
+                  uint64_t offset) const;
+
+    // On success, `view` points into `scratch`, valid until its next use.
+    ssize_t read(BackingIo& io, uint64_t offset, size_t length, AlignedBuffer& scratch,
+                 ReadView& view) const;
+
+    const DioAlignment& alignment() const { return alignment_; }
+    uint64_t lock_unit() const { return lock_unit_; }
+
+private:
+    ssize_t write_body(BackingIo& io, const char* buf, uint64_t length, uint64_t offset) const;
+
+    DioAlignment alignment_;
+    uint64_t lock_unit_;
+};
+
+}  // namespace diofs
