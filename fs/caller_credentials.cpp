@@ -1,6 +1,8 @@
 #include "diofs/caller_credentials.hpp"
 
 #include <linux/capability.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -91,6 +93,24 @@ CallerCredentials::~CallerCredentials() {
     thread_setfsuid(g_daemon_uid);
     thread_setfsgid(g_daemon_gid);
     thread_setgroups(g_daemon_groups);
+}
+
+CallerUmask::CallerUmask(fuse_req_t req) : umask_(fuse_req_ctx(req)->umask) {
+    thread_local const bool own_fs = [] {
+        if (::unshare(CLONE_FS) == 0)
+            return true;
+        spdlog::warn("unshare(CLONE_FS): {}: default ACLs are not applied exactly",
+                     std::strerror(errno));
+        return false;
+    }();
+    own_fs_ = own_fs;
+    if (own_fs_)
+        ::umask(umask_);
+}
+
+CallerUmask::~CallerUmask() {
+    if (own_fs_)
+        ::umask(0);
 }
 
 }  // namespace diofs

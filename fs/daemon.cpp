@@ -103,6 +103,9 @@ struct SessionDeleter {
 
 int run_daemon(const Options& given) {
     Options options = given;
+    // Blocked before the mount exists, for every thread to come: a SIGUSR1 that arrives early
+    // waits for the stats thread instead of killing the daemon (its default action).
+    StatsReporter::block_signal();
     CallerCredentials::init_process();
     // The kernel applies the caller's umask before it sends a mode; the daemon must not
     // apply its own on top.
@@ -159,7 +162,6 @@ int run_daemon(const Options& given) {
 
     int rv;
     {
-        StatsReporter::block_signal();  // before the worker threads start, which inherit it
         StatsReporter stats(fs);
         fuse_loop_config* config = fuse_loop_cfg_create();
         rv = fuse_session_loop_mt(se.get(), config);

@@ -43,7 +43,9 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         int fd;
         {
             CallerCredentials as_caller(req);
-            fd = sys::openat(fs.inode(ino).path_fd.get(), ".", O_RDONLY | O_DIRECTORY);
+            // Through /proc/self/fd, like open: openat(fd, ".") would also need search
+            // permission, and a directory that may be read but not searched can be listed.
+            fd = sys::open_via_proc(fs.inode(ino).path_fd.get(), O_RDONLY | O_DIRECTORY);
         }
         if (fd < 0)
             return reply_status(req, fd);

@@ -32,15 +32,16 @@ void forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
     fuse_reply_none(req);
 }
 
-// mknod, mkdir and symlink: make the entry as the caller (so it is theirs, and a setgid
-// parent's group is inherited), then look it up for the kernel.
+// mknod, mkdir, symlink and link: make the entry as the caller (so it is theirs, and a setgid
+// parent's group is inherited), under the caller's umask, then look it up for the kernel.
 template <typename Make>
 void make_entry(fuse_req_t req, const char* op, fuse_ino_t parent, const char* name, Make make) {
     guarded(req, op, [&] {
         auto& fs = filesystem_of(req);
         CallerCredentials as_caller(req);
+        CallerUmask with_umask(req);
         Inode& dir = fs.inode(parent);
-        int rv = make(dir.path_fd.get());
+        int rv = make(dir.path_fd.get(), with_umask);
         fuse_entry_param e;
         if (rv == 0)
             rv = fs.lookup(dir, name, &e);
@@ -51,23 +52,26 @@ void make_entry(fuse_req_t req, const char* op, fuse_ino_t parent, const char* n
 }
 
 void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-    make_entry(req, "mknod", parent, name,
-               [&](int dirfd) { return sys::mknodat(dirfd, name, mode, rdev); });
+    make_entry(req, "mknod", parent, name, [&](int dirfd, const CallerUmask& umask) {
+        return sys::mknodat(dirfd, name, umask.apply(mode), rdev);
+    });
 }
 
 void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-    make_entry(req, "mkdir", parent, name,
-               [&](int dirfd) { return sys::mkdirat(dirfd, name, mode); });
+    make_entry(req, "mkdir", parent, name, [&](int dirfd, const CallerUmask& umask) {
+        return sys::mkdirat(dirfd, name, umask.apply(mode));
+    });
 }
 
 void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
-    make_entry(req, "symlink", parent, name,
-               [&](int dirfd) { return sys::symlinkat(target, dirfd, name); });
+    make_entry(req, "symlink", parent, name, [&](int dirfd, const CallerUmask&) {
+        return sys::symlinkat(target, dirfd, name);
+    });
 }
 
 void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
     auto& fs = filesystem_of(req);
-    make_entry(req, "link", newparent, newname, [&](int dirfd) {
+    make_entry(req, "link", newparent, newname, [&](int dirfd, const CallerUmask&) {
         return sys::link_path_fd(fs.inode(ino).path_fd.get(), dirfd, newname);
     });
 }

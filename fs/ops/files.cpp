@@ -44,8 +44,10 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         int fd;
         {
             CallerCredentials as_caller(req);
+            CallerUmask with_umask(req);
             fd = sys::openat(fs.inode(parent).path_fd.get(), name,
-                             backing_open_flags(fi->flags) | O_CREAT | O_NOFOLLOW, mode);
+                             backing_open_flags(fi->flags) | O_CREAT | O_NOFOLLOW,
+                             with_umask.apply(mode));
         }
         if (fd < 0)
             return reply_status(req, fd);

@@ -25,6 +25,14 @@ void init(void* userdata, fuse_conn_info* conn) {
     // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    // POSIX ACLs: the kernel enforces them (reading them through getxattr) as the backing
+    // filesystem would, and sends modes of new files unmasked, with the caller's umask beside
+    // them, so that the backing filesystem can let a default ACL take the umask's place (see
+    // CallerUmask).
+    if (conn->capable & FUSE_CAP_POSIX_ACL)
+        conn->want |= FUSE_CAP_POSIX_ACL;
+    if (conn->capable & FUSE_CAP_DONT_MASK)
+        conn->want |= FUSE_CAP_DONT_MASK;
     // Request data arrives in memory, not through a pipe: one path for every write.
     conn->want &= ~FUSE_CAP_SPLICE_READ;
     conn->time_gran = 1;

@@ -33,4 +33,26 @@ private:
     bool switched_ = false;
 };
 
+// The caller's umask, for requests that create (mknod, mkdir, create). With POSIX ACLs the
+// kernel sends the mode unmasked, with the caller's umask beside it, because only the
+// filesystem knows whether the parent's default ACL replaces the umask. Running the creating
+// call under the caller's umask lets the backing filesystem decide that too. umask belongs to
+// the fs_struct, which every thread shares until it calls unshare(CLONE_FS); each worker does
+// so the first time it needs one.
+class CallerUmask {
+public:
+    explicit CallerUmask(fuse_req_t req);
+    ~CallerUmask();
+    CallerUmask(const CallerUmask&) = delete;
+    CallerUmask& operator=(const CallerUmask&) = delete;
+
+    // When the thread could not get an fs_struct of its own: the mode with the caller's umask
+    // applied by hand (the default-ACL case is then not exact). Otherwise `mode` unchanged.
+    mode_t apply(mode_t mode) const { return own_fs_ ? mode : mode & ~umask_; }
+
+private:
+    bool own_fs_ = false;
+    mode_t umask_ = 0;
+};
+
 }  // namespace diofs
