@@ -1,0 +1,234 @@
+#!/bin/bash
+# The installed diofs through mount(8): `mount -t fuse.diofs`, fstab lines (an alternative
+# fstab with mount -T), umount, and `umount -a -t fuse.diofs` (in a private mount namespace,
+# where it cannot touch anybody else's mounts). Needs `cmake --install build`: mount(8) finds
+# only /sbin/mount.fuse.diofs, which runs the installed diofs, not $DIOFS_BINARY.
+
+E2E_TIMEOUT=${E2E_TIMEOUT:-45}
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+
+helper=/sbin/mount.fuse.diofs
+installed=$(command -v diofs || true)
+if [[ -z "$installed" || ! -x "$helper" ]]; then
+    skip "diofs is not installed: run cmake --install build"
+fi
+for tool in mount umount findmnt unshare timeout; do
+    command -v "$tool" >/dev/null || skip "$tool is not installed"
+done
+if ! cmp -s "$installed" "$DIOFS_BINARY"; then
+    note "warning: $installed differs from $DIOFS_BINARY: testing the installed one (run cmake --install build)"
+fi
+
+src=$E2E_TMP/backing
+mnt=$E2E_TMP/mnt
+mkdir "$src" "$mnt"
+echo "from the backing directory" >"$src/hello"
+
+# the_daemon MOUNTPOINT: the PID of the one diofs serving MOUNTPOINT (tracked for cleanup).
+the_daemon() {
+    local pids
+    mapfile -t pids < <(daemon_pids_with_arg "$1")
+    assert_eq 1 "${#pids[@]}" "number of diofs daemons serving $1 (pids: ${pids[*]:-none})"
+    track_pid "${pids[0]}"
+    DAEMON_PID=${pids[0]}
+}
+
+# passes_through MOUNTPOINT SOURCE: files cross in both directions.
+passes_through() {
+    assert_eq "from the backing directory" "$(cat "$1/hello")" "a backing file read through $1"
+    echo "written through $1" >"$1/written"
+    assert_eq "written through $1" "$(cat "$2/written")" "a file written through $1, in $2"
+    rm "$1/written"
+    [[ ! -e "$2/written" ]] || fail "a file removed through $1 is still in $2"
+}
+
+# unmounted_and_ended MOUNTPOINT PID: `umount MOUNTPOINT` ends the daemon.
+unmounted_and_ended() {
+    umount "$1" || fail "umount $1 failed"
+    not_mounted "$1" || fail "$1 still mounted after umount"
+    wait_pid_exit "$2" 10 || fail "diofs (pid $2) still runs 10 s after umount $1"
+}
+
+# kernel_options MOUNTPOINT: the options the kernel holds for the mount (not mount(8)'s utab).
+kernel_options() { findmnt -n -o VFS-OPTIONS,FS-OPTIONS --mountpoint "$1" | tr -s ' ' ','; }
+
+no_mount_left() {
+    local left
+    left=$(mountinfo_mentioning "$E2E_TMP")
+    [[ -z "$left" ]] || fail "$1 left a mount behind: $left"
+}
+
+# --- mount -t fuse.diofs ---------------------------------------------------------------------
+track_mount "$mnt"
+status=0
+mount -t fuse.diofs "$src" "$mnt" -o dbopt >"$E2E_TMP/first-mount.out" 2>"$E2E_TMP/err" || status=$?
+assert_eq 0 "$status" "exit status of mount -t fuse.diofs SRC MNT -o dbopt; stderr: $(cat "$E2E_TMP/err")"
+# Checked at the very end, so that a noisy mount does not hide the other results.
+cat "$E2E_TMP/err" >>"$E2E_TMP/first-mount.out"
+is_mounted "$mnt" || fail "mount returned 0 but $mnt is not mounted"
+findmnt -t fuse.diofs "$mnt" >/dev/null || fail "findmnt -t fuse.diofs $mnt finds nothing"
+assert_eq "$src fuse.diofs" "$(findmnt -n -o SOURCE,FSTYPE --mountpoint "$mnt" | tr -s ' ')" \
+    "findmnt SOURCE and FSTYPE of $mnt"
+the_daemon "$mnt"
+passes_through "$mnt" "$src"
+unmounted_and_ended "$mnt" "$DAEMON_PID"
+ok "mount -t fuse.diofs SRC MNT -o dbopt; findmnt; files pass; umount ends the daemon"
+
+# --- refused mounts --------------------------------------------------------------------------
+refused_mount() {  # NEEDLE MOUNT-ARGS...
+    local needle=$1 status=0 err
+    shift
+    timeout 20 mount "$@" >"$E2E_TMP/out" 2>"$E2E_TMP/err" || status=$?
+    err=$(cat "$E2E_TMP/out" "$E2E_TMP/err")
+    for p in $(daemon_pids_with_arg "$mnt"); do track_pid "$p"; done
+    [[ $status != 0 ]] || fail "mount $* succeeded"
+    [[ $status != 124 ]] || fail "mount $* did not return within 20 s"
+    assert_contains "$err" "$needle" "message of: mount $*"
+    no_mount_left "mount $*"
+    [[ -z "$(daemon_pids_with_arg "$mnt")" ]] || fail "mount $* left a diofs daemon running"
+    ok "refused: mount $* (status $status, says '$needle')"
+}
+refused_mount bogus_option -t fuse.diofs "$src" "$mnt" -o dbopt,bogus_option
+refused_mount log_level -t fuse.diofs "$src" "$mnt" -o log_level=loud
+refused_mount "$E2E_TMP/no-such-source" -t fuse.diofs "$E2E_TMP/no-such-source" "$mnt" -o dbopt
+
+# --- fstab lines -----------------------------------------------------------------------------
+mnt2=$E2E_TMP/mnt-ro
+mkdir "$mnt2"
+cat >"$E2E_TMP/fstab" <<EOF
+# an alternative fstab for mount -T
+$src $mnt fuse.diofs dbopt,nofail,_netdev,x-systemd.automount 0 0
+$src	$mnt2	fuse.diofs	defaults,ro,noatime,comment=diofs-e2e	0	0
+EOF
+track_mount "$mnt"
+status=0
+mount -T "$E2E_TMP/fstab" "$mnt" 2>"$E2E_TMP/err" || status=$?
+assert_eq 0 "$status" "exit status of mount -T fstab $mnt; stderr: $(cat "$E2E_TMP/err")"
+findmnt -t fuse.diofs "$mnt" >/dev/null || fail "findmnt -t fuse.diofs $mnt finds nothing after mount -T"
+options=$(kernel_options "$mnt")
+for word in nofail _netdev x-systemd dbopt; do
+    assert_not_contains "$options" "$word" "kernel mount options of the fstab mount $mnt"
+done
+line=$(mountinfo_mentioning "$mnt")
+for word in nofail _netdev x-systemd dbopt; do
+    assert_not_contains "$line" "$word" "/proc/self/mountinfo line of the fstab mount $mnt"
+done
+the_daemon "$mnt"
+passes_through "$mnt" "$src"
+ok "fstab: dbopt,nofail,_netdev,x-systemd.automount mounts; the kernel sees none of mount(8)'s words"
+
+track_mount "$mnt2"
+status=0
+mount -T "$E2E_TMP/fstab" "$mnt2" 2>"$E2E_TMP/err" || status=$?
+assert_eq 0 "$status" "exit status of mount -T fstab $mnt2; stderr: $(cat "$E2E_TMP/err")"
+options=$(kernel_options "$mnt2")
+assert_contains ",$options," ",ro," "kernel options of the fstab mount with ro"
+assert_contains ",$options," ",noatime," "kernel options of the fstab mount with noatime"
+for word in defaults comment; do
+    assert_not_contains "$options" "$word" "kernel options of the fstab mount $mnt2"
+done
+assert_eq "from the backing directory" "$(cat "$mnt2/hello")" "reading through the ro mount"
+status=0
+err=$( { echo nope >"$mnt2/refused"; } 2>&1) || status=$?
+[[ $status != 0 ]] || fail "a file was created through the ro mount $mnt2"
+assert_contains "$err" "Read-only file system" "error of a write through the ro mount"
+rw_pid=$DAEMON_PID
+the_daemon "$mnt2"
+unmounted_and_ended "$mnt2" "$DAEMON_PID"
+unmounted_and_ended "$mnt" "$rw_pid"
+ok "fstab: defaults,ro,noatime,comment=... gives a read-only noatime mount; umount ends both"
+
+# fstab escapes spaces as \040; the source also holds a comma.
+odd_src="$E2E_TMP/source, with a comma"
+odd_mnt="$E2E_TMP/mount point with spaces"
+mkdir "$odd_src" "$odd_mnt"
+echo "from the backing directory" >"$odd_src/hello"
+printf '%s %s fuse.diofs dbopt,nofail 0 0\n' "${odd_src// /\\040}" "${odd_mnt// /\\040}" \
+    >"$E2E_TMP/fstab-odd"
+track_mount "$odd_mnt"
+status=0
+mount -T "$E2E_TMP/fstab-odd" "$odd_mnt" 2>"$E2E_TMP/err" || status=$?
+assert_eq 0 "$status" \
+    "exit status of mount -T (fstab: $(cat "$E2E_TMP/fstab-odd")); stderr: $(cat "$E2E_TMP/err")"
+assert_eq "$odd_src" "$(findmnt -n -o SOURCE --mountpoint "$odd_mnt")" \
+    "findmnt SOURCE of the fstab mount with spaces and a comma"
+assert_eq fuse.diofs "$(findmnt -n -o FSTYPE --mountpoint "$odd_mnt")" \
+    "findmnt FSTYPE of the fstab mount with spaces and a comma"
+the_daemon "$odd_mnt"
+passes_through "$odd_mnt" "$odd_src"
+unmounted_and_ended "$odd_mnt" "$DAEMON_PID"
+ok "fstab: \\040-escaped spaces and a comma in SOURCE and MOUNTPOINT"
+
+# --- umount -a -t fuse.diofs, in a private mount namespace -----------------------------------
+mkdir "$E2E_TMP/ns-a" "$E2E_TMP/ns-b"
+# Runs in the new namespace. Before anything else it lazily detaches the namespace's copies
+# of other people's FUSE mounts: a copy would pin their file system (its daemon would not see
+# its own umount) for as long as this namespace lives, and `umount -a` must find ours only.
+inner=$(cat <<'INNER'
+set -euo pipefail
+tmp=$1 src=$2
+mounts=("$tmp/ns-a" "$tmp/ns-b")
+say() { printf 'mount_command_test (namespace): %s\n' "$*"; }
+bad() { say "FAIL: $*" >&2; exit 1; }
+cleanup() {
+    local status=$? m
+    for m in "${mounts[@]}"; do
+        mountpoint -q "$m" && umount -l "$m"
+    done
+    exit $status
+}
+trap cleanup EXIT
+while read -r target fstype; do
+    target=$(printf '%b' "$target")
+    case $target in "$tmp"/*) continue ;; esac
+    umount -l -c "$target" 2>/dev/null || true
+done < <(findmnt -rn -o TARGET,FSTYPE | awk '$2 ~ /^fuse/')
+pids_of() {  # the diofs serving $1
+    local pid
+    for pid in $(pgrep -x diofs); do
+        tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -Fxq -- "$1" && echo "$pid"
+    done
+    return 0
+}
+pids=()
+for m in "${mounts[@]}"; do
+    mount -t fuse.diofs "$src" "$m" -o dbopt || bad "mount -t fuse.diofs $src $m failed"
+    [[ $(findmnt -n -o FSTYPE --mountpoint "$m") == fuse.diofs ]] || bad "$m is not a diofs mount"
+    [[ $(cat "$m/hello") == "from the backing directory" ]] || bad "reading through $m"
+    p=$(pids_of "$m")
+    [[ -n $p ]] || bad "no diofs daemon serves $m"
+    pids+=($p)
+done
+[[ ${#pids[@]} == 2 ]] || bad "expected 2 daemons, got: ${pids[*]}"
+umount -a -t fuse.diofs || bad "umount -a -t fuse.diofs exited with $?"
+for m in "${mounts[@]}"; do
+    ! mountpoint -q "$m" || bad "$m is still mounted after umount -a -t fuse.diofs"
+done
+[[ -z $(findmnt -rn -t fuse.diofs) ]] || bad "diofs mounts left: $(findmnt -rn -t fuse.diofs)"
+alive() { local st; st=$(ps -o stat= -p "$1") && [[ $st != Z* ]]; }  # zombies are gone
+for p in "${pids[@]}"; do
+    for _ in $(seq 200); do
+        alive "$p" || break
+        sleep 0.05
+    done
+    ! alive "$p" || bad "diofs (pid $p) still runs 10 s after umount -a"
+done
+say "two mounts, umount -a -t fuse.diofs: both gone, daemons ${pids[*]} exited"
+INNER
+)
+status=0
+timeout 30 unshare -m --propagation private bash -c "$inner" namespace "$E2E_TMP" "$src" || status=$?
+assert_eq 0 "$status" "exit status of the umount -a test in a private mount namespace"
+no_mount_left "the namespace test (in this namespace)"
+for m in "$E2E_TMP/ns-a" "$E2E_TMP/ns-b"; do
+    [[ -z "$(daemon_pids_with_arg "$m")" ]] || fail "a diofs daemon for $m outlives its namespace test"
+done
+ok "umount -a -t fuse.diofs (private mount namespace) unmounts both and ends their daemons"
+
+no_mount_left "the whole test"
+
+# mount(8) is silent when it succeeds (the daemon's own log goes to syslog once it detaches).
+assert_eq "" "$(cat "$E2E_TMP/first-mount.out")" \
+    "what a successful mount -t fuse.diofs SRC MNT -o dbopt prints"
+ok "a successful mount prints nothing"
