@@ -159,6 +159,17 @@ int run_daemon(const Options& given) {
     }
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");
+    if (options.dbopt) {
+        DiscoveredAlignment root = fs.root_alignment();
+        if (root.alignment)
+            spdlog::info("direct-I/O alignment of {}: {} bytes (memory {}), from the {}",
+                         options.source, root.alignment->offset, root.alignment->memory,
+                         to_string(root.source));
+        else
+            spdlog::warn("{} does not support direct I/O ({}): files are served buffered, "
+                         "dropping their pages behind themselves",
+                         options.source, to_string(root.source));
+    }
 
     int rv;
     {

@@ -2,13 +2,20 @@
 
 #include "diofs/syscalls.hpp"
 
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <sys/sysmacros.h>
+
 #include <cstring>
 
 namespace diofs {
 
 Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& root_st)
     : options_(std::move(options)),
-      root_(std::move(root_fd), root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT) {}
+      root_(std::move(root_fd), root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT),
+      alignment_(system_alignment_probes(), options_.dio_align),
+      page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
 
 Inode& Filesystem::inode(fuse_ino_t ino) {
     if (ino == FUSE_ROOT_ID)
@@ -39,6 +46,7 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     int rv = sys::stat_path_fd(path_fd.get(), &e->attr);
     if (rv < 0)
         return rv;
+    present(e->attr);
     Inode& inode = inodes_.acquire(std::move(path_fd), e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = e->entry_timeout = cache_timeout();
@@ -48,6 +56,37 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
 void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
     if (ino != FUSE_ROOT_ID)
         inodes_.forget(inode(ino), n);
+}
+
+void Filesystem::present(struct stat& st) const {
+    if (options_.dbopt && S_ISREG(st.st_mode))
+        st.st_blksize = kDirectIoBlockSize;
+}
+
+DiscoveredAlignment Filesystem::root_alignment() {
+    return alignment_.discover(root_.path_fd.get(), root_.dev);
+}
+
+std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_fd, int flags) {
+    // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
+    int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);
+    std::optional<DioAlignment> alignment;
+    if (fd >= 0) {
+        UniqueFd direct_fd(fd);
+        DiscoveredAlignment found = alignment_.discover(fd, inode.dev);
+        if (found.alignment)
+            return std::make_unique<DirectFile>(std::move(direct_fd), buffered_fd,
+                                                *found.alignment, inode.write_ranges, page_size_);
+    }
+    {
+        std::lock_guard lock(warned_mutex_);
+        if (warned_devices_.insert(inode.dev).second)
+            spdlog::warn("the filesystem of device {}:{} refuses direct I/O ({}): its files are "
+                         "served buffered, dropping their pages behind themselves",
+                         major(inode.dev), minor(inode.dev),
+                         fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
+    }
+    return std::make_unique<DirectFile>(buffered_fd, inode.write_ranges, page_size_);
 }
 
 Filesystem& filesystem_of(fuse_req_t req) {

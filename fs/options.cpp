@@ -1,7 +1,10 @@
 #include "diofs/options.hpp"
 
+#include "diofs/dio_alignment.hpp"
+
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <functional>
 #include <string_view>
 
@@ -49,6 +52,21 @@ const std::vector<OptionSpec>& option_specs() {
                             "' is not a level (accepted: trace, debug, info, warn, error, "
                             "critical, off)";
                  o.log_level = static_cast<spdlog::level::level_enum>(it - kLogLevels.begin());
+                 return std::nullopt;
+             }},
+            {"dio_align", true, "direct-I/O alignment in bytes, instead of the discovered one",
+             [](Options& o, std::string_view v) -> std::optional<std::string> {
+                 uint64_t value = 0;
+                 auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+                 const char* why = nullptr;
+                 if (ec != std::errc() || end != v.data() + v.size())
+                     why = "is not a number";
+                 else if (auto error = dio_align_option_error(value))
+                     why = *error;
+                 if (why)
+                     return "dio_align: '" + std::string(v) + "' " + why +
+                            " (accepted: 512, 1024, 2048, ... 1048576)";
+                 o.dio_align = static_cast<uint32_t>(value);
                  return std::nullopt;
              }},
             {"allow_other", false, "let every user use the mount (default when run as root)",

@@ -22,6 +22,7 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         int rv = stat_inode(fs.inode(ino), fi, &st);
         if (rv < 0)
             return reply_status(req, rv);
+        fs.present(st);
         fuse_reply_attr(req, &st, fs.cache_timeout());
     });
 }
@@ -94,6 +95,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
             rv = stat_inode(inode, fi, &st);
         if (rv < 0)
             return reply_status(req, rv);
+        fs.present(st);
         fuse_reply_attr(req, &st, fs.cache_timeout());
     });
 }

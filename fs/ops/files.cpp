@@ -1,11 +1,14 @@
 // Regular files: open, create, read, write, flush, release, fsync, fallocate,
-// copy_file_range and lseek. Without dbopt the backing descriptor is an ordinary buffered one.
+// copy_file_range and lseek. Without dbopt the backing descriptor is an ordinary buffered one;
+// under dbopt, reads, writes and copies go through the file's DirectFile, and the kernel keeps
+// no pages of the FUSE file either (FOPEN_DIRECT_IO).
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
 #include <memory>
+#include <vector>
 
 namespace diofs::ops {
 namespace {
@@ -15,6 +18,18 @@ namespace {
 // its offset on Linux. O_DIRECT is the mount's policy to decide, not the caller's: an
 // unaligned request from the kernel would fail with EINVAL on an O_DIRECT descriptor.
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
+
+// The OpenFile for a backing descriptor just opened; under dbopt with its direct side, and the
+// kernel told not to cache (FOPEN_DIRECT_IO).
+std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
+                                         fuse_file_info* fi) {
+    auto file = std::make_unique<OpenFile>(std::move(fd));
+    if (fs.options().dbopt && inode.type == S_IFREG) {
+        file->direct = fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags));
+        fi->direct_io = 1;
+    }
+    return file;
+}
 
 // Hands `file` to the kernel as fi->fh; when the kernel did not take the reply (the caller
 // was interrupted) the file is closed again.
@@ -34,7 +49,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         }
         if (fd < 0)
             return reply_status(req, fd);
-        reply_open(req, fi, std::make_unique<OpenFile>(UniqueFd(fd)));
+        reply_open(req, fi, make_open_file(fs, fs.inode(ino), UniqueFd(fd), fi));
     });
 }
 
@@ -51,11 +66,12 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         }
         if (fd < 0)
             return reply_status(req, fd);
-        auto file = std::make_unique<OpenFile>(UniqueFd(fd));
+        UniqueFd owned(fd);
         fuse_entry_param e;
         int rv = fs.entry_for_open_file(fd, &e);
         if (rv < 0)
             return reply_status(req, rv);
+        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi);
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         if (fuse_reply_create(req, &e, fi) == 0)
             file.release();
@@ -66,6 +82,14 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 
 void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
+        if (auto& direct = open_file_of(fi).direct) {
+            ReadView view;
+            ssize_t n = direct->read(static_cast<uint64_t>(off), size, view);
+            if (n < 0)
+                return reply_status(req, static_cast<int>(n));
+            fuse_reply_buf(req, view.data, view.length);
+            return;
+        }
         fuse_bufvec buf{};
         buf.count = 1;
         buf.buf[0].size = size;
@@ -77,8 +101,38 @@ void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
     });
 }
 
+// The request's bytes in one piece of memory: libfuse hands them so unless splicing, which
+// diofs turns off; anything else is gathered into this thread's buffer.
+const char* request_bytes(fuse_bufvec* in, size_t size) {
+    if (in->count == 1 && !(in->buf[0].flags & FUSE_BUF_IS_FD))
+        return static_cast<const char*>(in->buf[0].mem);
+    thread_local std::vector<char> gathered;
+    gathered.resize(size);
+    fuse_bufvec out{};
+    out.count = 1;
+    out.buf[0].size = size;
+    out.buf[0].mem = gathered.data();
+    ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_NO_SPLICE);
+    return n == static_cast<ssize_t>(size) ? gathered.data() : nullptr;
+}
+
 void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
     guarded(req, "write", [&] {
+        if (auto& direct = open_file_of(fi).direct) {
+            const size_t size = fuse_buf_size(in);
+            const char* bytes = request_bytes(in, size);
+            if (!bytes)
+                return reply_status(req, -EIO);
+            ssize_t n;
+            {
+                CallerCredentials as_caller(req);
+                n = direct->write(bytes, size, static_cast<uint64_t>(off));
+            }
+            if (n < 0)
+                return reply_status(req, static_cast<int>(n));
+            fuse_reply_write(req, static_cast<size_t>(n));
+            return;
+        }
         fuse_bufvec out{};
         out.count = 1;
         out.buf[0].size = fuse_buf_size(in);
@@ -98,7 +152,12 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
 }
 
 void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    guarded(req, "flush", [&] { reply_status(req, sys::close_dup(open_file_of(fi).fd.get())); });
+    guarded(req, "flush", [&] {
+        OpenFile& file = open_file_of(fi);
+        int rv = file.direct ? file.direct->flush() : 0;
+        int closed = sys::close_dup(file.fd.get());
+        reply_status(req, rv < 0 ? rv : closed);
+    });
 }
 
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -109,8 +168,14 @@ void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-    guarded(req, "fsync",
-            [&] { reply_status(req, sys::fsync(open_file_of(fi).fd.get(), datasync != 0)); });
+    guarded(req, "fsync", [&] {
+        // Both descriptors: a writeback error is reported through the descriptor whose pages
+        // failed (errseq per open file), and the bounce page writes through the buffered one.
+        OpenFile& file = open_file_of(fi);
+        int rv = file.direct ? file.direct->sync(datasync != 0) : 0;
+        int synced = sys::fsync(file.fd.get(), datasync != 0);
+        reply_status(req, rv < 0 ? rv : synced);
+    });
 }
 
 void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
@@ -124,12 +189,18 @@ void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
 void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
                      off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
     guarded(req, "copy_file_range", [&] {
+        OpenFile& in = open_file_of(fi_in);
+        OpenFile& out = open_file_of(fi_out);
         ssize_t n;
         {
             CallerCredentials as_caller(req);
-            n = sys::copy_file_range(open_file_of(fi_in).fd.get(), &off_in,
-                                     open_file_of(fi_out).fd.get(), &off_out, len,
-                                     static_cast<unsigned>(flags));
+            if (in.direct && out.direct && flags == 0)
+                n = DirectFile::copy(*in.direct, in.fd.get(), static_cast<uint64_t>(off_in),
+                                     *out.direct, out.fd.get(), static_cast<uint64_t>(off_out),
+                                     len);
+            else
+                n = sys::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,
+                                         static_cast<unsigned>(flags));
         }
         if (n < 0)
             return reply_status(req, static_cast<int>(n));

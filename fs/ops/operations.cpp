@@ -33,6 +33,12 @@ void init(void* userdata, fuse_conn_info* conn) {
         conn->want |= FUSE_CAP_POSIX_ACL;
     if (conn->capable & FUSE_CAP_DONT_MASK)
         conn->want |= FUSE_CAP_DONT_MASK;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    // libfuse 3.16+: shared mappings of dbopt (FOPEN_DIRECT_IO) files work too. With 3.14
+    // they fail with ENODEV (private mappings, such as running a program, always work).
+    if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
+        conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
     // Request data arrives in memory, not through a pipe: one path for every write.
     conn->want &= ~FUSE_CAP_SPLICE_READ;
     conn->time_gran = 1;

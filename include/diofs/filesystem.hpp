@@ -3,6 +3,8 @@
 // One Filesystem lives for the whole session; every request reaches it through
 // fuse_req_userdata().
 
+#include "diofs/dio_alignment.hpp"
+#include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
 #include "diofs/options.hpp"
 #include "diofs/unique_fd.hpp"
@@ -11,14 +13,21 @@
 
 #include <memory>
 #include <mutex>
+#include <set>
 
 namespace diofs {
 
-// An open regular file: the backing descriptor a FUSE file handle (fi->fh) stands for.
+// An open regular file: what a FUSE file handle (fi->fh) stands for.
 struct OpenFile {
     explicit OpenFile(UniqueFd f) : fd(std::move(f)) {}
-    const UniqueFd fd;
+    const UniqueFd fd;                    // the buffered backing descriptor, always there
+    std::unique_ptr<DirectFile> direct;   // under dbopt: every read and write goes here
 };
+
+// The st_blksize a dbopt file reports: the largest request the kernel sends in one piece
+// (FUSE's max_write, 256 pages). coreutils sizes cp's buffer from it (at least 128 KiB), and
+// larger requests mean fewer of them, each a single large O_DIRECT transfer.
+inline constexpr blksize_t kDirectIoBlockSize = 1 << 20;
 
 class Filesystem {
 public:
@@ -39,6 +48,19 @@ public:
     // Gives back `n` lookup references of `ino` (the root has none to give back).
     void forget(fuse_ino_t ino, uint64_t n);
 
+    // Under dbopt, for a regular file: the direct side of the file just opened as `buffered_fd`
+    // with `flags`. The O_DIRECT descriptor is a reopen of it with the daemon's credentials (the
+    // caller's right to open the file was checked by that first open; a file created with
+    // mode 0444 must still be writable through the descriptor that created it). A filesystem
+    // that refuses O_DIRECT gets one warning and the dropping buffered path.
+    std::unique_ptr<DirectFile> open_direct(Inode& inode, int buffered_fd, int flags);
+
+    // What the kernel is told of a file: under dbopt regular files report kDirectIoBlockSize.
+    void present(struct stat& st) const;
+
+    // The direct-I/O alignment of the backing directory, for the log at mount.
+    DiscoveredAlignment root_alignment();
+
     // How long the kernel may trust names and attributes it was given. Short, because other
     // programs may change the backing directory behind the mount's back.
     double cache_timeout() const { return 1.0; }
@@ -49,6 +71,11 @@ private:
     const Options options_;
     Inode root_;
     InodeTable inodes_;
+    AlignmentDiscovery alignment_;
+    const size_t page_size_;
+    // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
+    std::mutex warned_mutex_;
+    std::set<dev_t> warned_devices_;
 };
 
 Filesystem& filesystem_of(fuse_req_t req);

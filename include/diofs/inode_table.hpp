@@ -7,6 +7,7 @@
 // (lookup, create, mknod, mkdir, symlink, link, readdirplus) adds one reference, and the
 // kernel gives them back with forget. At zero the entry and its descriptor go away.
 
+#include "diofs/range_lock.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <sys/stat.h>
@@ -29,6 +30,9 @@ struct Inode {
 
     // Guarded by InodeTable::mutex_ (never touched without it).
     uint64_t nlookup = 0;
+
+    // dbopt writers of this inode, through any open file (see direct_io_engine.hpp).
+    RangeLock write_ranges;
 };
 
 class InodeTable {

@@ -6,6 +6,7 @@
 
 #include <spdlog/common.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct Options {
     // diofs's own options.
     bool dbopt = false;  // direct I/O policy; parsed and accepted, the engine comes later
     spdlog::level::level_enum log_level = spdlog::level::info;
+    std::optional<uint32_t> dio_align;  // replaces the discovered direct-I/O alignment
 
     // Who may use the mount besides the user who mounted it. Unset means "decide from who
     // runs the daemon": a root daemon serves every user (permissions are still checked).

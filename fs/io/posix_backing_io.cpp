@@ -1,0 +1,110 @@
+#include "diofs/posix_backing_io.hpp"
+
+#include "diofs/io_split.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace diofs {
+namespace {
+
+// pread/pwrite until all is done, end of file, or an error: a count, or -errno if nothing moved.
+template <typename Io, typename Buf>
+ssize_t full(Io io, int fd, Buf buf, size_t length, uint64_t offset) {
+    size_t done = 0;
+    while (done < length) {
+        ssize_t n = io(fd, buf + done, length - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return done ? static_cast<ssize_t>(done) : -errno;
+        if (n == 0)
+            break;
+        done += static_cast<size_t>(n);
+    }
+    return static_cast<ssize_t>(done);
+}
+
+}  // namespace
+
+int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_size) {
+    const uint64_t begin = round_down(offset, page_size);
+    const uint64_t end = round_up(offset + length, page_size);
+    int rv = 0;
+    if (::sync_file_range(fd, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                              SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+        rv = -errno;
+    // Dropped even after a failed writeback: the error is reported, and what stays dirty the
+    // kernel keeps anyway.
+    ::posix_fadvise(fd, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                    POSIX_FADV_DONTNEED);
+    return rv;
+}
+
+ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
+    // One call: a short O_DIRECT read is the end of the file, and the engine knows it.
+    ssize_t n;
+    do
+        n = ::pread(direct_fd_, buf, length, static_cast<off_t>(offset));
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t PosixBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
+    return full(::pwrite, direct_fd_, buf, length, offset);
+}
+
+ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t offset) {
+    ssize_t n = full(::pwrite, buffered_fd_, buf, length, offset);
+    if (n <= 0)
+        return n;
+    int rv = write_back_and_drop(buffered_fd_, offset, static_cast<uint64_t>(n), page_size_);
+    return rv < 0 ? rv : n;
+}
+
+ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
+    ssize_t n = full(::pread, fd_, buf, length, offset);
+    if (n > 0)
+        ::posix_fadvise(fd_, static_cast<off_t>(round_down(offset, page_size_)),
+                        static_cast<off_t>(round_up(offset + static_cast<uint64_t>(n), page_size_) -
+                                           round_down(offset, page_size_)),
+                        POSIX_FADV_DONTNEED);
+    return n;
+}
+
+ssize_t DroppingBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
+    ssize_t n = full(::pwrite, fd_, buf, length, offset);
+    if (n <= 0)
+        return n;
+    std::lock_guard lock(mutex_);
+    const uint64_t end = offset + static_cast<uint64_t>(n);
+    if (dirty_end_ == dirty_begin_) {
+        dirty_begin_ = offset;
+        dirty_end_ = end;
+    } else {
+        dirty_begin_ = std::min(dirty_begin_, offset);
+        dirty_end_ = std::max(dirty_end_, end);
+    }
+    if (dirty_end_ - dirty_begin_ >= kDropChunk) {
+        int rv = write_back_and_drop(fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
+        dirty_begin_ = dirty_end_ = 0;
+        if (rv < 0)
+            return rv;
+    }
+    return n;
+}
+
+int DroppingBackingIo::drop_all() {
+    std::lock_guard lock(mutex_);
+    if (dirty_end_ == dirty_begin_)
+        return 0;
+    int rv = write_back_and_drop(fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
+    dirty_begin_ = dirty_end_ = 0;
+    return rv;
+}
+
+}  // namespace diofs

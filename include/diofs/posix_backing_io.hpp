@@ -1,0 +1,68 @@
+#pragma once
+// The backing files behind the dbopt engine.
+//
+// PosixBackingIo: an O_DIRECT descriptor for the aligned body, and a buffered descriptor of the
+// same file for the bounce page. A bounce write is PolyServe's way: pwrite() the odd bytes into
+// the page cache, sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER) over the pages they touch,
+// then POSIX_FADV_DONTNEED over the same pages. When it returns the bytes are on the device
+// and the pages are gone. Why this and not an O_DIRECT read-modify-write of the enclosing
+// sector: the file's size stays exactly what was written (no padded block to truncate back
+// while another writer extends the file), holes stay holes, and it works on every filesystem
+// that can do buffered I/O. The engine's range lock keeps a bounce write and a direct write of
+// the same page apart.
+//
+// DroppingBackingIo: for a filesystem that refuses O_DIRECT. Everything is buffered; reads drop
+// the pages they read at once, writes drop theirs behind themselves every kDropChunk bytes
+// (and at flush, fsync and release), so the page cache holds at most one chunk per open file.
+
+#include "diofs/backing_io.hpp"
+
+#include <cstdint>
+#include <mutex>
+
+namespace diofs {
+
+class PosixBackingIo : public BackingIo {
+public:
+    // Neither descriptor is owned.
+    PosixBackingIo(int direct_fd, int buffered_fd, size_t page_size)
+        : direct_fd_(direct_fd), buffered_fd_(buffered_fd), page_size_(page_size) {}
+
+    ssize_t direct_pread(char* buf, size_t length, uint64_t offset) override;
+    ssize_t direct_pwrite(const char* buf, size_t length, uint64_t offset) override;
+    ssize_t bounce_pwrite(const char* buf, size_t length, uint64_t offset) override;
+
+private:
+    const int direct_fd_;
+    const int buffered_fd_;
+    const size_t page_size_;
+};
+
+class DroppingBackingIo : public BackingIo {
+public:
+    static constexpr uint64_t kDropChunk = 8u << 20;
+
+    DroppingBackingIo(int buffered_fd, size_t page_size) : fd_(buffered_fd), page_size_(page_size) {}
+
+    ssize_t direct_pread(char* buf, size_t length, uint64_t offset) override;
+    ssize_t direct_pwrite(const char* buf, size_t length, uint64_t offset) override;
+    ssize_t bounce_pwrite(const char* buf, size_t length, uint64_t offset) override {
+        return direct_pwrite(buf, length, offset);
+    }
+    // Writes back and drops what is still dirty; returns 0 or the writeback's -errno.
+    int drop_all();
+
+private:
+    const int fd_;
+    const size_t page_size_;
+    // Guards the window of written, not yet dropped bytes. Taken after the engine's range lock
+    // (never the other way round), held across the writeback of one chunk.
+    std::mutex mutex_;
+    uint64_t dirty_begin_ = 0, dirty_end_ = 0;
+};
+
+// Writes [offset, offset + length) of `fd` back to the device, waiting for it, then drops the
+// pages (rounded out to `page_size`: POSIX_FADV_DONTNEED leaves partial pages). 0 or -errno.
+int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_size);
+
+}  // namespace diofs
