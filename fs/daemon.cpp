@@ -161,6 +161,10 @@ int run_daemon(const Options& given) {
                  options.dbopt ? "on" : "off");
     if (options.dbopt) {
         DiscoveredAlignment root = fs.root_alignment();
+        if (root.option_below_requirement)
+            spdlog::warn("dio_align={} is below what {} needs: using {} (a smaller alignment "
+                         "would fail every direct request)",
+                         *options.dio_align, options.source, root.alignment->offset);
         if (root.alignment)
             spdlog::info("direct-I/O alignment of {}: {} bytes (memory {}), from the {}",
                          options.source, root.alignment->offset, root.alignment->memory,

@@ -63,6 +63,18 @@ void Filesystem::present(struct stat& st) const {
         st.st_blksize = kDirectIoBlockSize;
 }
 
+void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size) {
+    if (!options_.dbopt || inode.type != S_IFREG)
+        return;
+    if (fi) {
+        drop_size_change_pages(open_file_of(fi).fd.get(), old_size, page_size_);
+        return;
+    }
+    int fd = sys::open_via_proc(inode.path_fd.get(), O_RDONLY | O_NONBLOCK);
+    if (fd >= 0)
+        drop_size_change_pages(UniqueFd(fd).get(), old_size, page_size_);
+}
+
 DiscoveredAlignment Filesystem::root_alignment() {
     return alignment_.discover(root_.path_fd.get(), root_.dev);
 }

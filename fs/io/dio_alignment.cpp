@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 
@@ -80,8 +81,19 @@ std::optional<uint32_t> AlignmentDiscovery::device_sector_size(dev_t dev) {
 }
 
 DiscoveredAlignment AlignmentDiscovery::discover(int fd, dev_t dev) {
-    if (option_)
-        return {DioAlignment{*option_, *option_}, AlignmentSource::option};
+    DiscoveredAlignment found = discover_from_system(fd, dev);
+    if (!option_ || !found.alignment)
+        return found;
+    const bool required = found.source != AlignmentSource::fallback;
+    if (required && found.alignment->offset > *option_) {
+        found.option_below_requirement = true;
+        return found;
+    }
+    const uint32_t memory = required ? std::max(*option_, found.alignment->memory) : *option_;
+    return {DioAlignment{*option_, memory}, AlignmentSource::option};
+}
+
+DiscoveredAlignment AlignmentDiscovery::discover_from_system(int fd, dev_t dev) {
     StatxDioAnswer answer = probes_.statx(fd);
     if (answer.answered) {
         if (answer.offset_align == 0)

@@ -27,20 +27,40 @@ AlignedBuffer& thread_read_buffer() {
 
 DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment,
                        RangeLock& ranges, size_t page_size)
-    : direct_fd_(std::move(direct_fd)),
+    : buffered_fd_(buffered_fd),
+      page_size_(page_size),
+      direct_fd_(std::move(direct_fd)),
       io_(std::make_unique<PosixBackingIo>(direct_fd_.get(), buffered_fd, page_size)),
       engine_(alignment, page_size),
       ranges_(ranges) {}
 
 DirectFile::DirectFile(int buffered_fd, RangeLock& ranges, size_t page_size)
-    : engine_(DioAlignment{1, 1}, page_size), ranges_(ranges) {
+    : buffered_fd_(buffered_fd),
+      page_size_(page_size),
+      engine_(DioAlignment{1, 1}, page_size),
+      ranges_(ranges) {
     auto dropping = std::make_unique<DroppingBackingIo>(buffered_fd, page_size);
     dropping_ = dropping.get();
     io_ = std::move(dropping);
 }
 
+uint64_t DirectFile::backing_size() const {
+    struct stat st;
+    return sys::fstat(buffered_fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset) {
-    return engine_.write(*io_, ranges_, buf, length, offset);
+    // A write that starts past an unaligned end of file makes the filesystem zero the rest of
+    // the old last block through the page cache (xfs): that page is dropped after the write.
+    const uint64_t old_size = is_direct() ? backing_size() : 0;
+    ssize_t n = engine_.write(*io_, ranges_, buf, length, offset);
+    if (n > 0 && offset > old_size)
+        drop_end_of_file_page(buffered_fd_, old_size, page_size_);
+    return n;
+}
+
+void DirectFile::size_changed(uint64_t old_size) {
+    drop_size_change_pages(buffered_fd_, old_size, page_size_);
 }
 
 ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
@@ -72,8 +92,11 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
     // Shared extents: nothing to copy at all (xfs, btrfs). The filesystem checks alignment and
     // says EINVAL or EOPNOTSUPP when it cannot; then the bytes are copied.
     file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
-    if (::ioctl(out_fd, FICLONERANGE, &clone) == 0)
+    const uint64_t out_size = out.backing_size();
+    if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
+        out.size_changed(out_size);
         return static_cast<ssize_t>(want);
+    }
 
     want = std::min(want, kCopyPerRequest);
     uint64_t done = 0;

@@ -3,6 +3,7 @@
 #include "diofs/io_split.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,19 @@ int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_si
     ::posix_fadvise(fd, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
                     POSIX_FADV_DONTNEED);
     return rv;
+}
+
+int drop_end_of_file_page(int fd, uint64_t size, size_t page_size) {
+    if (size % page_size == 0)
+        return 0;
+    return write_back_and_drop(fd, size, 1, page_size);
+}
+
+void drop_size_change_pages(int fd, uint64_t old_size, size_t page_size) {
+    drop_end_of_file_page(fd, old_size, page_size);
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) != old_size)
+        drop_end_of_file_page(fd, static_cast<uint64_t>(st.st_size), page_size);
 }
 
 ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {

@@ -87,10 +87,13 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
                     : sys::fchmod_path_fd(inode.path_fd.get(), attr->st_mode);
             valid &= ~FUSE_SET_ATTR_MODE;
         }
+        const uint64_t old_size = static_cast<uint64_t>(st.st_size);
         if (rv == 0) {
             CallerCredentials as_caller(req);
             rv = apply_setattr(inode, *attr, valid, fi);
         }
+        if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
+            fs.after_size_change(inode, fi, old_size);
         if (rv == 0)
             rv = stat_inode(inode, fi, &st);
         if (rv < 0)

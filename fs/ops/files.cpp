@@ -178,11 +178,25 @@ void fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
     });
 }
 
-void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                fuse_file_info* fi) {
     guarded(req, "fallocate", [&] {
-        CallerCredentials as_caller(req);
-        reply_status(req, sys::fallocate(open_file_of(fi).fd.get(), mode, offset, length));
+        auto& fs = filesystem_of(req);
+        OpenFile& file = open_file_of(fi);
+        struct stat before;
+        int rv = sys::fstat(file.fd.get(), &before);
+        if (rv == 0) {
+            CallerCredentials as_caller(req);
+            rv = sys::fallocate(file.fd.get(), mode, offset, length);
+        }
+        // Zeroing and punching go through the page cache at partial blocks; under dbopt
+        // those pages, and the ends of file, are dropped.
+        if (rv == 0 && file.direct) {
+            write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
+                                static_cast<uint64_t>(length), fs.page_size());
+            fs.after_size_change(fs.inode(ino), fi, static_cast<uint64_t>(before.st_size));
+        }
+        reply_status(req, rv);
     });
 }
 

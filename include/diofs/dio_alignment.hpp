@@ -8,8 +8,11 @@
 //   2. The logical sector size of the block device under the file (sysfs), for kernels or
 //      filesystems that do not answer statx; cached per device.
 //   3. kDefaultDioAlignment, for files on no block device that did not answer either.
-// `-o dio_align=N` replaces all three. Every value is validated: a power of two, at least 1
-// and at most kMaxDioAlignment, or it is ignored and the next source is asked.
+// `-o dio_align=N` replaces what is found, but never lowers it below what statx or the block
+// device says the file needs (a smaller value would make every direct request fail with
+// EINVAL, which tools must never see), nor turns direct I/O on where statx says the filesystem
+// cannot do it. Every value is validated: a power of two, at least 1 and at most
+// kMaxDioAlignment, or it is ignored and the next source is asked.
 // The probes are injected, so tests can play any kernel and device.
 
 #include <sys/types.h>
@@ -58,6 +61,7 @@ struct DiscoveredAlignment {
     // nullopt: the filesystem said it cannot do direct I/O for this file.
     std::optional<DioAlignment> alignment;
     AlignmentSource source = AlignmentSource::fallback;
+    bool option_below_requirement = false;  // dio_align was smaller than `alignment`
 };
 
 class AlignmentDiscovery {
@@ -68,6 +72,7 @@ public:
     DiscoveredAlignment discover(int fd, dev_t dev);
 
 private:
+    DiscoveredAlignment discover_from_system(int fd, dev_t dev);
     std::optional<uint32_t> device_sector_size(dev_t dev);
 
     const AlignmentProbes probes_;

@@ -21,6 +21,9 @@ public:
     DirectFile(int buffered_fd, RangeLock& ranges, size_t page_size);
 
     ssize_t write(const char* buf, size_t length, uint64_t offset);
+    // After the file's size was changed some other way (truncate, fallocate) from `old_size`:
+    // the pages the filesystem zeroed at the old and new end of file are dropped.
+    void size_changed(uint64_t old_size);
     // On success `view` points into this thread's read buffer, valid until its next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
     // The dbopt part of fsync (the caller also syncs the buffered descriptor): 0 or -errno.
@@ -39,6 +42,10 @@ public:
     const DioAlignment& alignment() const { return engine_.alignment(); }
 
 private:
+    uint64_t backing_size() const;
+
+    const int buffered_fd_;
+    const size_t page_size_;
     UniqueFd direct_fd_;  // empty for the fallback
     std::unique_ptr<BackingIo> io_;
     DroppingBackingIo* dropping_ = nullptr;  // io_, when it is the fallback

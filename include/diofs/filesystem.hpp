@@ -35,6 +35,7 @@ public:
 
     const Options& options() const { return options_; }
     InodeTable& inodes() { return inodes_; }
+    size_t page_size() const { return page_size_; }
 
     // The inode the kernel calls `ino`: FUSE_ROOT_ID is the backing directory itself, every
     // other number is the address of an entry of the inode table.
@@ -57,6 +58,12 @@ public:
 
     // What the kernel is told of a file: under dbopt regular files report kDirectIoBlockSize.
     void present(struct stat& st) const;
+
+    // Under dbopt, after the size of a regular file changed from `old_size` through a request
+    // other than write (truncate, fallocate): the pages the filesystem zeroed at the old and
+    // new end of file are dropped (see drop_end_of_file_page), through `fi`'s file or, without
+    // one, a descriptor opened for the purpose.
+    void after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size);
 
     // The direct-I/O alignment of the backing directory, for the log at mount.
     DiscoveredAlignment root_alignment();

@@ -65,4 +65,14 @@ private:
 // pages (rounded out to `page_size`: POSIX_FADV_DONTNEED leaves partial pages). 0 or -errno.
 int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_size);
 
+// The page that holds end of file `size`, when `size` is not a page boundary: written back and
+// dropped. Filesystems zero the unused part of the last block through the page cache when a
+// file grows past it or is cut inside it (xfs does, on direct writes beyond end of file and on
+// truncate), so after every size change that page is cached, whatever path the bytes took.
+int drop_end_of_file_page(int fd, uint64_t size, size_t page_size);
+
+// After a size change of `fd`'s file from `old_size` (truncate, fallocate, a clone, a write past
+// the end): the end-of-file pages, old and new, written back and dropped.
+void drop_size_change_pages(int fd, uint64_t old_size, size_t page_size);
+
 }  // namespace diofs

@@ -275,6 +275,33 @@ e2e_losetup() {
     E2E_LOOPS+=("$E2E_LOOP")
 }
 
+# e2e_loop_fs FSTYPE MOUNTPOINT [SIZE_MIB [SECTOR_SIZE]]: a small real file system for the
+# test: a sparse image in $E2E_TMP (default 1024 MiB), attached to a free loop device with the
+# given logical sector size (default 4096) and direct I/O on the image (so that the image file
+# itself does not fill the page cache), made into FSTYPE (xfs or ext4) and mounted on
+# MOUNTPOINT (created if missing). Sets E2E_LOOP. The cleanup unmounts it and detaches only
+# this loop device. Skips when the machine cannot do it (no mkfs, no loop devices).
+e2e_loop_fs() {
+    local fstype=$1 mountpoint=$2 size=${3:-1024} sector=${4:-4096}
+    local image
+    command -v losetup >/dev/null || skip "losetup is not installed"
+    command -v "mkfs.$fstype" >/dev/null || skip "mkfs.$fstype is not installed"
+    image=$(mktemp "$E2E_TMP/loop-$fstype-XXXXXX.img")
+    truncate -s "${size}M" "$image"
+    if ! E2E_LOOP=$(losetup --find --show --sector-size "$sector" --direct-io=on "$image" 2>&1); then
+        skip "cannot attach a loop device with $sector-byte sectors: $E2E_LOOP"
+    fi
+    E2E_LOOPS+=("$E2E_LOOP")
+    case $fstype in
+        xfs) mkfs.xfs -q -f "$E2E_LOOP" >/dev/null ;;
+        ext4) mkfs.ext4 -q -F "$E2E_LOOP" >/dev/null ;;
+        *) fail "e2e_loop_fs: unsupported file system type '$fstype'" ;;
+    esac
+    mkdir -p "$mountpoint"
+    E2E_MOUNTS+=("$mountpoint")
+    mount -t "$fstype" "$E2E_LOOP" "$mountpoint"
+}
+
 # e2e_useradd: create a fresh user (no home directory, own primary group), and set E2E_USER
 # to its name. (Not in $(...): the cleanup list must be updated in this shell.)
 e2e_useradd() {

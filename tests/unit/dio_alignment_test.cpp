@@ -90,6 +90,44 @@ TEST(AlignmentDiscovery, OptionOverridesEverything) {
     EXPECT_EQ(r.source, AlignmentSource::option);
 }
 
+TEST(AlignmentDiscovery, OptionNeverGoesBelowWhatTheDeviceNeeds) {
+    FakeSystem sys{{true, 4096, 4096}, 4096};
+    AlignmentDiscovery d(sys.probes(), 512);
+    auto r = d.discover(3, 42);
+    ASSERT_TRUE(r.alignment);
+    EXPECT_EQ(*r.alignment, (DioAlignment{4096, 4096}));
+    EXPECT_EQ(r.source, AlignmentSource::statx);
+    EXPECT_TRUE(r.option_below_requirement);
+
+    FakeSystem no_statx{{}, 4096};
+    AlignmentDiscovery d2(no_statx.probes(), 1024);
+    EXPECT_EQ(d2.discover(3, 42).alignment->offset, 4096u);
+}
+
+TEST(AlignmentDiscovery, OptionReplacesTheDefaultGuess) {
+    FakeSystem sys{{}, std::nullopt};
+    AlignmentDiscovery d(sys.probes(), 512);
+    auto r = d.discover(3, 42);
+    ASSERT_TRUE(r.alignment);
+    EXPECT_EQ(*r.alignment, (DioAlignment{512, 512}));
+    EXPECT_EQ(r.source, AlignmentSource::option);
+    EXPECT_FALSE(r.option_below_requirement);
+}
+
+TEST(AlignmentDiscovery, OptionCannotTurnOnDirectIo) {
+    FakeSystem sys{{true, 0, 0}, 512};
+    AlignmentDiscovery d(sys.probes(), 4096);
+    EXPECT_FALSE(d.discover(3, 42).alignment);
+}
+
+TEST(AlignmentDiscovery, OptionKeepsTheMemoryAlignmentTheDeviceNeeds) {
+    FakeSystem sys{{true, 512, 4096}, 512};
+    AlignmentDiscovery d(sys.probes(), 8192);
+    EXPECT_EQ(*d.discover(3, 42).alignment, (DioAlignment{8192, 8192}));
+    AlignmentDiscovery d2(sys.probes(), 1024);
+    EXPECT_EQ(*d2.discover(3, 42).alignment, (DioAlignment{1024, 4096}));
+}
+
 TEST(DioAlignOption, Validation) {
     EXPECT_FALSE(dio_align_option_error(512));
     EXPECT_FALSE(dio_align_option_error(4096));
