@@ -13,41 +13,6 @@ mnt=$E2E_TMP/mnt
 mkdir "$src" "$mnt" "$E2E_TMP/mnt-4096" "$E2E_TMP/mnt-tmp" "$E2E_TMP/mnt-loop"
 echo "through the mount" >"$src/hello"
 
-# no_mount_left WHAT: nothing at all is mounted under our temporary directory.
-no_mount_left() {
-    local left
-    left=$(mountinfo_mentioning "$E2E_TMP")
-    [[ -z "$left" ]] || fail "$1 left a mount behind: $left"
-}
-
-# refused NEEDLE... -- ARGS...: diofs ARGS must exit 1 without mounting, in the foreground (-f)
-# and as a daemon, and say every NEEDLE (fixed strings) on stderr.
-refused() {
-    local needles=()
-    while [[ $1 != -- ]]; do
-        needles+=("$1")
-        shift
-    done
-    shift
-    local mode status err needle
-    for mode in foreground daemon; do
-        local args=("$@")
-        [[ $mode == foreground ]] && args=(-f "$@")
-        status=0
-        timeout 10 "$DIOFS_BINARY" "${args[@]}" >"$E2E_TMP/out" 2>"$E2E_TMP/err" || status=$?
-        err=$(cat "$E2E_TMP/err")
-        for p in $(daemon_pids_with_arg "$mnt"); do track_pid "$p"; done
-        is_mounted "$mnt" && track_mount "$mnt"
-        [[ $status != 124 ]] || fail "diofs ${args[*]} ($mode) did not exit within 10 s; stderr: $err"
-        assert_eq 1 "$status" "exit status of: diofs ${args[*]} ($mode); stderr: $err"
-        for needle in "${needles[@]}"; do
-            assert_contains "$err" "$needle" "stderr of: diofs ${args[*]} ($mode)"
-        done
-        no_mount_left "diofs ${args[*]} ($mode)"
-    done
-    ok "refused: diofs $* (says: ${needles[*]})"
-}
-
 # --- bad values ------------------------------------------------------------------------------
 refused dio_align 1000 "power of two" -- "$src" "$mnt" -o dbopt,dio_align=1000
 refused dio_align 256 "at least 512" -- "$src" "$mnt" -o dbopt,dio_align=256

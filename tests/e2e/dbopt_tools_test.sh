@@ -33,32 +33,6 @@ ref=$E2E_TMP/ref  # the reference: the same steps on a plain directory
 mkdir "$in"
 
 # --- inputs ----------------------------------------------------------------------------------
-mkredo="$E2E_REPO/../shared/tools/mkredo.py"
-# make_redo PATH SIZE SEED: the seed's redo-log-like file (or a stand-in when the tool is
-# missing from this checkout).
-make_redo() {
-    if [[ -f "$mkredo" ]]; then
-        python3 "$mkredo" "$1" "$2" "$3"
-    else
-        python3 - "$@" <<'EOF'
-import random, sys
-path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(seed)
-with open(path, "wb") as f:
-    written, scn = 0, 1_000_000
-    while written < size:
-        lines = []
-        for _ in range(4096):
-            scn += rng.randint(1, 9)
-            lines.append("SCN=%012d TXN=0x%06x op=%s data=%s\n" % (
-                scn, rng.randint(0, 0xFFFFFF), rng.choice(["INSERT", "UPDATE", "COMMIT"]),
-                rng.randbytes(8).hex()))
-        chunk = "".join(lines).encode()[: size - written]
-        f.write(chunk)
-        written += len(chunk)
-EOF
-    fi
-}
 [[ -f "$mkredo" ]] || note "$mkredo is missing: generating the redo files inline"
 redo_size=$((32 * 1024 * 1024 + 12345))  # an odd tail, as real output files have
 make_redo "$in/redo.log" "$redo_size" 2

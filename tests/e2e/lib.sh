@@ -472,3 +472,69 @@ e2e_watchdog() {
 }
 e2e_watchdog "${E2E_TIMEOUT:-120}" "$$" &
 E2E_WATCHDOG=$!
+
+# --- shared by the tests -------------------------------------------------------------------
+
+mkredo="$E2E_REPO/../shared/tools/mkredo.py"
+# make_redo PATH SIZE [SEED]: the seed's redo-log-like file (or a stand-in when the tool is
+# missing from this checkout).
+make_redo() {
+    local seed=${3:-1}
+    if [[ -f "$mkredo" ]]; then
+        python3 "$mkredo" "$1" "$2" "$seed"
+    else
+        python3 - "$1" "$2" "$seed" <<'EOF'
+import random, sys
+path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+with open(path, "wb") as f:
+    written, scn = 0, 1_000_000
+    while written < size:
+        lines = []
+        for _ in range(4096):
+            scn += rng.randint(1, 9)
+            lines.append("SCN=%012d TXN=0x%06x op=%s data=%s\n" % (
+                scn, rng.randint(0, 0xFFFFFF), rng.choice(["INSERT", "UPDATE", "COMMIT"]),
+                rng.randbytes(8).hex()))
+        chunk = "".join(lines).encode()[: size - written]
+        f.write(chunk)
+        written += len(chunk)
+EOF
+    fi
+}
+
+# no_mount_left WHAT: nothing at all is mounted under our temporary directory.
+no_mount_left() {
+    local left
+    left=$(mountinfo_mentioning "$E2E_TMP")
+    [[ -z "$left" ]] || fail "$1 left a mount behind: $left"
+}
+
+# refused NEEDLE... -- ARGS...: (uses the caller's $mnt) diofs ARGS must exit 1 without mounting, in the foreground (-f)
+# and as a daemon, and say every NEEDLE (fixed strings) on stderr.
+# shellcheck disable=SC2154  # $mnt is the calling test's mount point
+refused() {
+    local needles=()
+    while [[ $1 != -- ]]; do
+        needles+=("$1")
+        shift
+    done
+    shift
+    local mode status err needle
+    for mode in foreground daemon; do
+        local args=("$@")
+        [[ $mode == foreground ]] && args=(-f "$@")
+        status=0
+        timeout 10 "$DIOFS_BINARY" "${args[@]}" >"$E2E_TMP/out" 2>"$E2E_TMP/err" || status=$?
+        err=$(cat "$E2E_TMP/err")
+        for p in $(daemon_pids_with_arg "$mnt"); do track_pid "$p"; done
+        is_mounted "$mnt" && track_mount "$mnt"
+        [[ $status != 124 ]] || fail "diofs ${args[*]} ($mode) did not exit within 10 s; stderr: $err"
+        assert_eq 1 "$status" "exit status of: diofs ${args[*]} ($mode); stderr: $err"
+        for needle in "${needles[@]}"; do
+            assert_contains "$err" "$needle" "stderr of: diofs ${args[*]} ($mode)"
+        done
+        no_mount_left "diofs ${args[*]} ($mode)"
+    done
+    ok "refused: diofs $* (says: ${needles[*]})"
+}

@@ -124,33 +124,9 @@ ok "hard links, FIFO, setuid/setgid, sticky, sparse, xattrs, odd names survive c
 
 # --- gzip / gunzip of a ~20 MiB redo-log-like file -------------------------------------------
 size=$((20 * 1024 * 1024 + 12345))  # an odd tail, as real output files have
-mkredo="$E2E_REPO/../shared/tools/mkredo.py"
-make_redo() {
-    if [[ -f "$mkredo" ]]; then
-        python3 "$mkredo" "$1" "$2" 7
-    else
-        python3 - "$1" "$2" <<'EOF'
-import random, sys
-path, size = sys.argv[1], int(sys.argv[2])
-rng = random.Random(7)
-with open(path, "wb") as f:
-    written, scn = 0, 1_000_000
-    while written < size:
-        lines = []
-        for _ in range(4096):
-            scn += rng.randint(1, 9)
-            lines.append("SCN=%012d TXN=0x%06x op=%s data=%s\n" % (
-                scn, rng.randint(0, 0xFFFFFF), rng.choice(["INSERT", "UPDATE", "COMMIT"]),
-                rng.randbytes(8).hex()))
-        chunk = "".join(lines).encode()[: size - written]
-        f.write(chunk)
-        written += len(chunk)
-EOF
-    fi
-}
 [[ -f "$mkredo" ]] || note "$mkredo is missing: generating the redo file inline"
-make_redo "$ref/redo.log" "$size"
-make_redo "$mnt/redo.log" "$size"
+make_redo "$ref/redo.log" "$size" 7
+make_redo "$mnt/redo.log" "$size" 7
 assert_eq "$size" "$(stat -c %s "$mnt/redo.log")" "size of redo.log written in the mount"
 assert_same_files "$ref/redo.log" "$mnt/redo.log" "redo.log written through the mount"
 assert_same_files "$ref/redo.log" "$src/redo.log" "redo.log in the backing directory"
