@@ -116,6 +116,11 @@ std::string errno_name(int err) {
 
 DiofsMount::DiofsMount(std::vector<std::string> options) : options_(std::move(options)) {}
 
+void DiofsMount::use_directories(std::string backing, std::string ref) {
+    given_backing_ = std::move(backing);
+    given_ref_ = std::move(ref);
+}
+
 DiofsMount::~DiofsMount() {
     std::string problems = stop();
     if (!problems.empty())
@@ -132,11 +137,17 @@ std::string DiofsMount::start(std::chrono::milliseconds timeout,
     dir_ = pattern;
     // Other users (the permission tests' callers) must be able to reach the three directories.
     ::chmod(dir_.c_str(), 0755);
-    backing_ = dir_ + "/backing";
+    backing_ = given_backing_.empty() ? dir_ + "/backing" : given_backing_;
     mnt_ = dir_ + "/mnt";
-    ref_ = dir_ + "/ref";
+    ref_ = given_ref_.empty() ? dir_ + "/ref" : given_ref_;
     log_path_ = dir_ + "/daemon.log";
     for (const std::string* d : {&backing_, &mnt_, &ref_}) {
+        if ((d == &backing_ && !given_backing_.empty()) || (d == &ref_ && !given_ref_.empty())) {
+            struct stat st;
+            if (::stat(d->c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+                return "the directory given, " + *d + ", is not there: " + std::strerror(errno);
+            continue;
+        }
         if (::mkdir(d->c_str(), 0755) != 0 || ::chmod(d->c_str(), 0755) != 0)
             return "mkdir " + *d + ": " + std::strerror(errno);
     }

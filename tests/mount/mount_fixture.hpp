@@ -41,6 +41,11 @@ public:
     DiofsMount(const DiofsMount&) = delete;
     DiofsMount& operator=(const DiofsMount&) = delete;
 
+    // Before start(): serve `backing` (an existing directory, for instance on a loop device)
+    // instead of <tmp>/backing, and use `ref` (an existing directory, "" for <tmp>/ref) as the
+    // reference directory. stop() leaves both in place: they belong to the caller.
+    void use_directories(std::string backing, std::string ref = "");
+
     // Creates the directories, starts the daemon and waits (at most `timeout`) until mnt/ is a
     // fuse.diofs mount. Returns an empty string on success, otherwise what went wrong (with the
     // daemon's log). With `on_mounted`, the wait polls without sleeping and calls it the moment
@@ -83,6 +88,7 @@ private:
     size_t count_stats_lines(long* last) const;
 
     std::vector<std::string> options_;
+    std::string given_backing_, given_ref_;
     std::string dir_, backing_, mnt_, ref_, log_path_;
     pid_t pid_ = -1;
     bool reaped_ = false;
