@@ -61,6 +61,11 @@ private:
     uint64_t dirty_begin_ = 0, dirty_end_ = 0;
 };
 
+// Drops the cached pages of [begin, end) (page boundaries) of `fd`'s file, and of the large
+// folios around them; checks with cachestat(2) and retries a few times when the kernel skipped
+// a folio that was held at that moment.
+void drop_cached_range(int fd, uint64_t begin, uint64_t end);
+
 // Writes [offset, offset + length) of `fd` back to the device, waiting for it, then drops the
 // pages (rounded out to `page_size`: POSIX_FADV_DONTNEED leaves partial pages). 0 or -errno.
 int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_size);
