@@ -17,6 +17,7 @@
 // DIOFS_SEED=<n> replays a run; DIOFS_DBOPT_OPS=<n> changes the number of operations.
 
 #include "dbopt_support.hpp"
+#include "differential_pair.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -42,16 +43,20 @@ constexpr long kSizesEvery = 250;
 constexpr long kContentsEvery = 2500;
 constexpr size_t kHistory = 40;
 
-class DbDifferential {
+struct Slot {
+    int m = -1, r = -1;
+    int file = -1;
+    int flags = 0;
+};
+
+class DbDifferential : public DifferentialPair<Slot, 5> {
 public:
     // With `check_residency`, after every operation no page of any backing file may be in the
     // page cache (not on ramfs, whose pages can never leave it).
     DbDifferential(std::string mnt, std::string ref, std::string backing, uint64_t seed,
                    bool check_residency)
-        : mnt_(std::move(mnt)),
-          ref_(std::move(ref)),
+        : DifferentialPair(std::move(mnt), std::move(ref), seed),
           backing_(std::move(backing)),
-          rng_(seed),
           check_residency_(check_residency) {
         pool_.resize(kMaxIo + kPoolSlack);
         std::mt19937_64 fill(seed ^ 0x9e3779b97f4a7c15ULL);
@@ -61,10 +66,6 @@ public:
         }
         for (int i = 0; i < kFiles; ++i)
             files_.push_back("f" + std::to_string(i));
-    }
-    ~DbDifferential() {
-        for (auto& s : slots_)
-            close_slot(s);
     }
 
     bool step(long index) {
@@ -144,26 +145,17 @@ public:
         return true;
     }
 
-    const std::string& failure() const { return failure_; }
     std::string history() const {
         std::string h;
         for (const auto& line : history_)
             h += "  " + line + "\n";
         return h;
     }
-    long checked() const { return checked_; }
-    long succeeded() const { return succeeded_; }
     uint64_t bytes_written() const { return bytes_written_; }
     uint64_t bytes_read() const { return bytes_read_; }
     uint64_t bytes_copied() const { return bytes_copied_; }
 
 private:
-    struct Slot {
-        int m = -1, r = -1;
-        int file = -1;
-        int flags = 0;
-    };
-
     bool one_step() {
         const int pick = uniform(0, 99);
         if (pick < 7)
@@ -193,32 +185,12 @@ private:
         return op_hole_write();
     }
 
-    int uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
-    long long uniform_ll(long long lo, long long hi) {
-        return std::uniform_int_distribution<long long>(lo, hi)(rng_);
-    }
-    Slot& any_slot() { return slots_[static_cast<size_t>(uniform(0, slots_.size() - 1))]; }
     int any_file() { return uniform(0, kFiles - 1); }
-    std::string m(const std::string& rel) const { return mnt_ + "/" + rel; }
-    std::string r(const std::string& rel) const { return ref_ + "/" + rel; }
 
     void note(const std::string& what) {
         history_.push_back("#" + std::to_string(index_) + " " + what);
         if (history_.size() > kHistory)
             history_.pop_front();
-    }
-    bool fail(const std::string& why) {
-        failure_ = "operation #" + std::to_string(index_) + ": " + why;
-        return false;
-    }
-    bool check(const std::string& what, const Outcome& om, const Outcome& orf) {
-        ++checked_;
-        succeeded_ += om.ok();
-        if (om == orf)
-            return true;
-        std::ostringstream s;
-        s << what << ": through the mount " << om << ", on the reference " << orf;
-        return fail(s.str());
     }
 
     // The reference's idea of the size of the file open in `s` (the truth both sides follow).
@@ -325,37 +297,11 @@ private:
         return pool_.data() + uniform(0, static_cast<int>(kPoolSlack) - 1);
     }
 
-    static void close_slot(Slot& s) {
-        if (s.m >= 0)
-            ::close(s.m);
-        if (s.r >= 0)
-            ::close(s.r);
-        s = Slot{};
-    }
-
     bool open_into(Slot& s, int file, int flags) {
-        close_slot(s);
-        std::ostringstream what;
-        what << "open " << files_[file] << " flags 0" << std::oct << flags;
-        note(what.str());
-        Outcome om = capture([&] { return ::open(m(files_[file]).c_str(), flags | O_CLOEXEC, 0644); });
-        Outcome orf = capture([&] { return ::open(r(files_[file]).c_str(), flags | O_CLOEXEC, 0644); });
-        if (om.ok())
-            s.m = static_cast<int>(om.rv);
-        if (orf.ok())
-            s.r = static_cast<int>(orf.rv);
-        s.file = file;
-        s.flags = flags;
-        if (om.ok() != orf.ok() || om.err != orf.err) {
-            std::ostringstream d;
-            d << what.str() << ": through the mount " << om << ", on the reference " << orf;
-            return fail(d.str());
-        }
-        ++checked_;
-        succeeded_ += om.ok();
-        if (!om.ok())
-            close_slot(s);
-        return true;
+        const std::string what =
+            "open " + files_[file] + " flags " + octal(static_cast<unsigned>(flags));
+        note(what);
+        return open_into_slot(s, Slot{.file = file, .flags = flags}, files_[file], what);
     }
 
     bool op_open() {
@@ -387,11 +333,7 @@ private:
         if (s.m < 0)
             return true;
         note("close " + files_[s.file]);
-        Outcome om = capture([&] { return ::close(std::exchange(s.m, -1)); });
-        Outcome orf = capture([&] { return ::close(std::exchange(s.r, -1)); });
-        std::string f = files_[s.file];
-        s = Slot{};
-        return check("close " + f, om, orf);
+        return close_both(s, "close " + files_[s.file]);
     }
 
     bool do_pwrite(Slot& s, uint64_t off, size_t len, const char* what_kind) {
@@ -402,9 +344,16 @@ private:
         note(what.str());
         Outcome om = capture([&] { return ::pwrite(s.m, buf, len, static_cast<off_t>(off)); });
         Outcome orf = capture([&] { return ::pwrite(s.r, buf, len, static_cast<off_t>(off)); });
+        return check_write(what.str(), om, orf, s.file, bytes_written_);
+    }
+
+    // A write or copy into `file` on both sides, its bytes added to `total`: the results must
+    // agree, and the backing file have the reference's size.
+    bool check_write(const std::string& what, const Outcome& om, const Outcome& orf, int file,
+                     uint64_t& total) {
         if (om.ok())
-            bytes_written_ += static_cast<uint64_t>(om.rv);
-        return check(what.str(), om, orf) && backing_size_matches(s.file, what.str());
+            total += static_cast<uint64_t>(om.rv);
+        return check(what, om, orf) && backing_size_matches(file, what);
     }
 
     bool op_pwrite() {
@@ -450,16 +399,8 @@ private:
             br_.assign(len, '\x5a');
             Outcome om = capture([&] { return ::read(s.m, bm_.data(), len); });
             Outcome orf = capture([&] { return ::read(s.r, br_.data(), len); });
-            if (!check(what.str(), om, orf))
+            if (!check_read(what.str(), om, orf, off))
                 return false;
-            if (om.ok()) {
-                bytes_read_ += static_cast<uint64_t>(om.rv);
-                bm_.resize(static_cast<size_t>(om.rv));
-                br_.resize(static_cast<size_t>(om.rv));
-                std::string d = first_difference(bm_, br_, off);
-                if (!d.empty())
-                    return fail(what.str() + ": " + d);
-            }
         } else {
             const char* buf = data(len);
             Outcome om = capture([&] { return ::write(s.m, buf, len); });
@@ -469,9 +410,24 @@ private:
             if (om.ok())
                 bytes_written_ += static_cast<uint64_t>(om.rv);
         }
-        return check(what.str() + " (position after)",
-                     capture([&] { return ::lseek(s.m, 0, SEEK_CUR); }),
-                     capture([&] { return ::lseek(s.r, 0, SEEK_CUR); }));
+        return on_both_fds(s, what.str() + " (position after)",
+                           [](int fd) { return ::lseek(fd, 0, SEEK_CUR); });
+    }
+
+    // A read of the same bytes on both sides (into bm_ and br_) at file offset `off`: the
+    // results, then the bytes read must be the same.
+    bool check_read(const std::string& what, const Outcome& om, const Outcome& orf, uint64_t off) {
+        if (!check(what, om, orf))
+            return false;
+        if (om.ok()) {
+            bytes_read_ += static_cast<uint64_t>(om.rv);
+            bm_.resize(static_cast<size_t>(om.rv));
+            br_.resize(static_cast<size_t>(om.rv));
+            std::string d = first_difference(bm_, br_, off);
+            if (!d.empty())
+                return fail(what + ": " + d);
+        }
+        return true;
     }
 
     bool op_pread() {
@@ -495,17 +451,7 @@ private:
         note(what.str());
         Outcome om = capture([&] { return ::pread(s.m, bm_.data(), len, static_cast<off_t>(off)); });
         Outcome orf = capture([&] { return ::pread(s.r, br_.data(), len, static_cast<off_t>(off)); });
-        if (!check(what.str(), om, orf))
-            return false;
-        if (om.ok()) {
-            bytes_read_ += static_cast<uint64_t>(om.rv);
-            bm_.resize(static_cast<size_t>(om.rv));
-            br_.resize(static_cast<size_t>(om.rv));
-            std::string d = first_difference(bm_, br_, off);
-            if (!d.empty())
-                return fail(what.str() + ": " + d);
-        }
-        return true;
+        return check_read(what.str(), om, orf, off);
     }
 
     uint64_t new_size(uint64_t size) {
@@ -528,8 +474,8 @@ private:
         std::ostringstream what;
         what << "ftruncate " << files_[s.file] << " from " << size << " to " << to;
         note(what.str());
-        return check(what.str(), capture([&] { return ::ftruncate(s.m, static_cast<off_t>(to)); }),
-                     capture([&] { return ::ftruncate(s.r, static_cast<off_t>(to)); })) &&
+        return on_both_fds(s, what.str(),
+                           [&](int fd) { return ::ftruncate(fd, static_cast<off_t>(to)); }) &&
                backing_size_matches(s.file, what.str());
     }
 
@@ -594,9 +540,7 @@ private:
         note(what.str());
         Outcome om = copy_all(a.m, off_in, b.m, off_out, len);
         Outcome orf = copy_all(a.r, off_in, b.r, off_out, len);
-        if (om.ok())
-            bytes_copied_ += static_cast<uint64_t>(om.rv);
-        return check(what.str(), om, orf) && backing_size_matches(b.file, what.str());
+        return check_write(what.str(), om, orf, b.file, bytes_copied_);
     }
 
     bool op_stat() {
@@ -626,7 +570,7 @@ private:
         const std::string what = std::string(data_only ? "fdatasync " : "fsync ") + files_[s.file];
         note(what);
         auto sync = [&](int fd) { return data_only ? ::fdatasync(fd) : ::fsync(fd); };
-        return check(what, capture([&] { return sync(s.m); }), capture([&] { return sync(s.r); }));
+        return on_both_fds(s, what, sync);
     }
 
     // Rare: keeps the files from all growing to the limit and stay there.
@@ -637,17 +581,11 @@ private:
                      capture([&] { return ::unlink(r(files_[f]).c_str()); }));
     }
 
-    const std::string mnt_, ref_, backing_;
-    std::mt19937_64 rng_;
+    const std::string backing_;
     std::string pool_;
     std::vector<std::string> files_;
-    std::array<Slot, 5> slots_;
-    std::string bm_, br_;
     std::deque<std::string> history_;
-    long index_ = 0;
-    long checked_ = 0, succeeded_ = 0;
     uint64_t bytes_written_ = 0, bytes_read_ = 0, bytes_copied_ = 0;
-    std::string failure_;
     const bool check_residency_;
     long residency_count_ = 0;
     std::map<std::string, long> residency_by_kind_;

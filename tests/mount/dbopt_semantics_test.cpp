@@ -24,11 +24,7 @@ namespace diofs_test {
 namespace {
 
 std::string random_bytes(size_t n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s)
-        c = static_cast<char>(rng());
-    return s;
+    return random_bytes_from<std::mt19937_64>(n, seed);
 }
 
 // The logical sector size of the block device holding `path`, from sysfs, or 0.

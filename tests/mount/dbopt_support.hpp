@@ -247,7 +247,7 @@ private:
 
 // A test that mounts diofs over a backing of its choice. The loop filesystem outlives the
 // mount (members are destroyed in reverse order), and TearDown stops both explicitly.
-class DbOptTest : public ::testing::Test {
+class DbOptTest : public ::testing::Test, protected MountPaths {
 protected:
     // Mounts diofs with `options` over `backing`: <tmp>/backing and <tmp>/ref for a plain
     // directory, or backing/ and ref/ on a fresh loop filesystem. Skips (fails under CI=true)
@@ -323,13 +323,7 @@ protected:
         ramfs_.reset();
     }
 
-    DiofsMount& mount() { return *mount_; }
-    std::string mnt(const std::string& rel = "") const { return join(mount_->mnt(), rel); }
-    std::string ref(const std::string& rel = "") const { return join(mount_->ref(), rel); }
-    std::string backing(const std::string& rel = "") const { return join(mount_->backing(), rel); }
-    static std::string join(const std::string& base, const std::string& rel) {
-        return rel.empty() ? base : base + "/" + rel;
-    }
+    DiofsMount& mount() const override { return *mount_; }
 
     // Declared first: destroyed last, after the mount that may serve a directory on them.
     std::unique_ptr<Ramfs> ramfs_;

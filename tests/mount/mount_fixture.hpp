@@ -97,23 +97,31 @@ private:
     bool stopped_ = false;
 };
 
+// The accessors of a fixture that holds a DiofsMount (MountTest, DbOptTest): the mount, and
+// paths in its mount point, reference and backing directories ("" for the directory itself).
+class MountPaths {
+protected:
+    virtual ~MountPaths() = default;
+    virtual DiofsMount& mount() const = 0;
+    std::string mnt(const std::string& rel = "") const { return join(mount().mnt(), rel); }
+    std::string ref(const std::string& rel = "") const { return join(mount().ref(), rel); }
+    std::string backing(const std::string& rel = "") const { return join(mount().backing(), rel); }
+    static std::string join(const std::string& base, const std::string& rel) {
+        return rel.empty() ? base : base + "/" + rel;
+    }
+};
+
 // A test with a fresh mount: SetUp skips (or, with CI=true, fails) without FUSE, then mounts;
 // TearDown unmounts and adds a failure when the daemon did not survive the test or did not
 // exit cleanly. The mount is also torn down by the destructor whatever happens.
-class MountTest : public ::testing::Test {
+class MountTest : public ::testing::Test, protected MountPaths {
 protected:
     void SetUp() override;
     void TearDown() override;
     // The daemon's -o options for this fixture.
     virtual std::vector<std::string> mount_options() const { return {}; }
 
-    DiofsMount& mount() { return *mount_; }
-    std::string mnt(const std::string& rel = "") const { return join(mount_->mnt(), rel); }
-    std::string ref(const std::string& rel = "") const { return join(mount_->ref(), rel); }
-    std::string backing(const std::string& rel = "") const { return join(mount_->backing(), rel); }
-    static std::string join(const std::string& base, const std::string& rel) {
-        return rel.empty() ? base : base + "/" + rel;
-    }
+    DiofsMount& mount() const override { return *mount_; }
 
     std::unique_ptr<DiofsMount> mount_;
 };

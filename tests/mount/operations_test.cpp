@@ -28,11 +28,7 @@ namespace {
 
 
 std::string random_bytes(size_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s)
-        c = static_cast<char>(rng());
-    return s;
+    return random_bytes_from<std::mt19937>(n, seed);
 }
 
 timespec now_realtime() {

@@ -6,6 +6,7 @@
 //
 // DIOFS_SEED=<n> replays a run; DIOFS_RANDOM_OPS=<n> changes the number of operations.
 
+#include "differential_pair.hpp"
 #include "mount_fixture.hpp"
 #include "test_support.hpp"
 
@@ -43,10 +44,16 @@ long ops_from_environment() {
     return 10000;
 }
 
-class Differential {
+struct Slot {
+    int m = -1, r = -1;
+    std::string path;
+    int flags = 0;
+};
+
+class Differential : public DifferentialPair<Slot, 6> {
 public:
     Differential(std::string mnt, std::string ref, uint64_t seed)
-        : mnt_(std::move(mnt)), ref_(std::move(ref)), rng_(seed) {
+        : DifferentialPair(std::move(mnt), std::move(ref), seed) {
         pool_.resize(2 * kMaxIo + 4096);
         std::mt19937_64 fill(seed ^ 0x9e3779b97f4a7c15ULL);
         for (auto& c : pool_)
@@ -55,10 +62,6 @@ public:
             for (const char* n : {"f0", "f1", "f2", "f3", "f4"})
                 files_.push_back(std::string(d) + n);
         dirs_ = {"d0", "d1", "d0/e0", "d1/e1", "d2", "d0/e0/g0"};
-    }
-    ~Differential() {
-        for (auto& s : slots_)
-            close_slot(s);
     }
 
     // One random operation; false (and failure() says why) when the two sides disagreed.
@@ -97,22 +100,7 @@ public:
     // Compares the two whole trees.
     bool compare_trees() { return compare_dir(""); }
 
-    const std::string& failure() const { return failure_; }
-    // How many results were compared, and how many of them were successes.
-    long checked() const { return checked_; }
-    long succeeded() const { return succeeded_; }
-
 private:
-    struct Slot {
-        int m = -1, r = -1;
-        std::string path;
-        int flags = 0;
-    };
-
-    int uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
-    long long uniform_ll(long long lo, long long hi) {
-        return std::uniform_int_distribution<long long>(lo, hi)(rng_);
-    }
     // Mostly short lengths, sometimes up to kMaxIo.
     size_t io_length() {
         switch (uniform(0, 3)) {
@@ -132,26 +120,7 @@ private:
     const std::string& any_file() { return files_[static_cast<size_t>(uniform(0, static_cast<int>(files_.size()) - 1))]; }
     const std::string& any_dir() { return dirs_[static_cast<size_t>(uniform(0, static_cast<int>(dirs_.size()) - 1))]; }
     const std::string& any_name() { return uniform(0, 3) == 0 ? any_dir() : any_file(); }
-    Slot& any_slot() { return slots_[static_cast<size_t>(uniform(0, static_cast<int>(slots_.size()) - 1))]; }
 
-    std::string m(const std::string& rel) const { return mnt_ + "/" + rel; }
-    std::string r(const std::string& rel) const { return ref_ + "/" + rel; }
-
-    bool fail(const std::string& why) {
-        std::ostringstream s;
-        s << "operation #" << index_ << ": " << why;
-        failure_ = s.str();
-        return false;
-    }
-    bool check(const std::string& what, const Outcome& om, const Outcome& orf) {
-        ++checked_;
-        succeeded_ += om.ok();
-        if (om == orf)
-            return true;
-        std::ostringstream s;
-        s << what << ": through the mount " << om << ", on the reference " << orf;
-        return fail(s.str());
-    }
     template <typename F>
     bool both(const std::string& what, F&& f) {
         Outcome om = capture([&] { return f(mnt_); });
@@ -159,36 +128,9 @@ private:
         return check(what, om, orf);
     }
 
-    static void close_slot(Slot& s) {
-        if (s.m >= 0)
-            ::close(s.m);
-        if (s.r >= 0)
-            ::close(s.r);
-        s = Slot{};
-    }
-
     bool open_into(Slot& s, const std::string& path, int flags) {
-        close_slot(s);
-        std::ostringstream what;
-        what << "open " << path << " flags " << octal(static_cast<unsigned>(flags));
-        Outcome om = capture([&] { return ::open(m(path).c_str(), flags | O_CLOEXEC, 0644); });
-        Outcome orf = capture([&] { return ::open(r(path).c_str(), flags | O_CLOEXEC, 0644); });
-        if (om.ok())
-            s.m = static_cast<int>(om.rv);
-        if (orf.ok())
-            s.r = static_cast<int>(orf.rv);
-        s.path = path;
-        s.flags = flags;
-        if (om.ok() != orf.ok() || om.err != orf.err) {
-            std::ostringstream d;
-            d << what.str() << ": through the mount " << om << ", on the reference " << orf;
-            return fail(d.str());
-        }
-        ++checked_;
-        succeeded_ += om.ok();
-        if (!om.ok())
-            s = Slot{};
-        return true;
+        return open_into_slot(s, Slot{.path = path, .flags = flags}, path,
+                              "open " + path + " flags " + octal(static_cast<unsigned>(flags)));
     }
 
     bool op_open() {
@@ -218,11 +160,7 @@ private:
         Slot& s = any_slot();
         if (s.m < 0)
             return true;
-        Outcome om = capture([&] { return ::close(std::exchange(s.m, -1)); });
-        Outcome orf = capture([&] { return ::close(std::exchange(s.r, -1)); });
-        std::string path = s.path;
-        s = Slot{};
-        return check("close " + path, om, orf);
+        return close_both(s, "close " + s.path);
     }
 
     bool op_write() {
@@ -244,9 +182,8 @@ private:
             Outcome orf = capture([&] { return ::write(s.r, data, len); });
             if (!check(what.str(), om, orf))
                 return false;
-            return check(what.str() + " (position after)",
-                         capture([&] { return ::lseek(s.m, 0, SEEK_CUR); }),
-                         capture([&] { return ::lseek(s.r, 0, SEEK_CUR); }));
+            return on_both_fds(s, what.str() + " (position after)",
+                               [](int fd) { return ::lseek(fd, 0, SEEK_CUR); });
         }
         const off_t off = io_offset(kMaxOffset);
         what << "pwrite " << s.path << " at " << off << " length " << len;
@@ -287,8 +224,7 @@ private:
         const off_t size = uniform(0, 2) == 0 ? uniform(0, 3) * 4096 : uniform_ll(0, kMaxTruncate);
         std::ostringstream what;
         what << "ftruncate " << s.path << " to " << size;
-        return check(what.str(), capture([&] { return ::ftruncate(s.m, size); }),
-                     capture([&] { return ::ftruncate(s.r, size); }));
+        return on_both_fds(s, what.str(), [&](int fd) { return ::ftruncate(fd, size); });
     }
 
     bool op_truncate() {
@@ -371,8 +307,7 @@ private:
             return true;
         const bool data_only = uniform(0, 1) == 0;
         auto sync = [&](int fd) { return data_only ? ::fdatasync(fd) : ::fsync(fd); };
-        return check(std::string(data_only ? "fdatasync " : "fsync ") + s.path,
-                     capture([&] { return sync(s.m); }), capture([&] { return sync(s.r); }));
+        return on_both_fds(s, std::string(data_only ? "fdatasync " : "fsync ") + s.path, sync);
     }
 
     bool compare_file(const std::string& rel) {
@@ -440,15 +375,8 @@ private:
         return true;
     }
 
-    const std::string mnt_, ref_;
-    std::mt19937_64 rng_;
     std::string pool_;
     std::vector<std::string> files_, dirs_;
-    std::array<Slot, 6> slots_;
-    std::string bm_, br_;
-    long index_ = 0;
-    long checked_ = 0, succeeded_ = 0;
-    std::string failure_;
 };
 
 class MountRandomDifferential : public MountTest {};

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <ostream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -133,6 +134,17 @@ inline int write_whole(const std::string& path, const std::string& data, mode_t 
         done += static_cast<size_t>(n);
     }
     return ::close(fd);
+}
+
+// `n` bytes from an `Engine` (std::mt19937, std::mt19937_64...) seeded with `seed`: the low
+// byte of each number it draws.
+template <typename Engine>
+std::string random_bytes_from(size_t n, typename Engine::result_type seed) {
+    Engine rng(seed);
+    std::string s(n, '\0');
+    for (auto& c : s)
+        c = static_cast<char>(rng());
+    return s;
 }
 
 inline std::string octal(unsigned v) {
