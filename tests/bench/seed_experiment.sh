@@ -50,7 +50,9 @@ if [[ -z "${DIOFS_BINARY:-}" ]]; then
     DIOFS_BINARY=$(command -v diofs || echo "$repo/build/diofs")
 fi
 
-die() { printf 'seed_experiment: %s\n' "$*" >&2; exit 1; }
+BENCH_NAME=seed_experiment
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 [[ $(id -u) == 0 ]] || die "needs root (mounts, loop devices, drop_caches)"
 [[ -e /dev/fuse ]] || die "/dev/fuse does not exist"
 [[ -x "$DIOFS_BINARY" ]] || die "no diofs at '$DIOFS_BINARY' (set DIOFS_BINARY)"
@@ -59,126 +61,7 @@ for tool in fincore losetup mkfs.xfs python3 gzip findmnt; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-# --- cleanup ---------------------------------------------------------------------------------
-WORK=""
-LOOP=""
-MOUNTS=()    # mount points this script mounted, in order
-DAEMONS=()   # diofs daemons this script started
-
-is_mounted() { findmnt -n --mountpoint "$1" >/dev/null 2>&1; }
-
-unmount_quietly() {
-    local m=$1 i
-    for i in 1 2 3 4 5; do
-        is_mounted "$m" || return 0
-        umount "$m" 2>/dev/null || sleep 0.3
-    done
-    is_mounted "$m" && { echo "cleanup: $m busy, detaching it lazily" >&2; umount -l "$m" || true; }
-}
-
-cleanup() {
-    local status=$? i pid
-    set +e
-    trap - EXIT INT TERM
-    cd /
-    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-        unmount_quietly "${MOUNTS[i]}"
-    done
-    for pid in "${DAEMONS[@]}"; do
-        # Only our daemons: still running diofs with our work directory in its arguments.
-        if [[ -n "$WORK" ]] && tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -Fq -- "$WORK"; then
-            kill -TERM "$pid" 2>/dev/null
-            for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null
-        fi
-        wait "$pid" 2>/dev/null
-    done
-    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-        unmount_quietly "${MOUNTS[i]}"
-    done
-    if [[ -n "$LOOP" ]]; then
-        losetup -d "$LOOP" 2>/dev/null || echo "cleanup: cannot detach $LOOP" >&2
-    fi
-    if [[ -n "$WORK" && -d "$WORK" ]]; then
-        if findmnt -rn -o TARGET | grep -Fq -- "$WORK"; then
-            echo "cleanup: something is still mounted under $WORK; leaving it" >&2
-        else
-            rm -rf --one-file-system -- "$WORK"
-        fi
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# --- helpers ---------------------------------------------------------------------------------
-cached_kib() { awk '$1 == "Cached:" { print $2 }' /proc/meminfo; }
-
-# The page cache charged to the memory cgroup this script (and the daemons it starts) runs in:
-# unlike Cached, work in other cgroups does not move it. Empty when there is none to read
-# (cgroup v1: memory.stat total_cache; v2: memory.stat file; both in bytes).
-CGROUP_STAT=""
-CGROUP_KEY=""
-cgroup_v1=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup)
-cgroup_v2=$(awk -F: '$1 == 0 && $2 == "" { print $3 }' /proc/self/cgroup)
-if [[ -n "$cgroup_v1" && -r "/sys/fs/cgroup/memory$cgroup_v1/memory.stat" ]]; then
-    CGROUP_STAT=/sys/fs/cgroup/memory$cgroup_v1/memory.stat
-    CGROUP_KEY="total_cache"
-elif [[ -n "$cgroup_v2" && -r "/sys/fs/cgroup$cgroup_v2/memory.stat" ]]; then
-    CGROUP_STAT=/sys/fs/cgroup$cgroup_v2/memory.stat
-    CGROUP_KEY="file"
-fi
-cgroup_cache_kib() {
-    [[ -n "$CGROUP_STAT" ]] || return 0
-    awk -v k="$CGROUP_KEY" '$1 == k { printf "%d\n", $2 / 1024 }' "$CGROUP_STAT"
-}
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# drops_now: how many times anybody dropped the page cache since boot (/proc/vmstat).
-drops_now() { awk '$1 == "drop_pagecache" { print $2 }' /proc/vmstat; }
-now() { date +%s.%N; }
-
-# resident_kib DIR: KiB of the regular files under DIR that are in the page cache.
-resident_kib() {
-    find "$1" -type f -print0 | xargs -0 -r fincore --bytes --noheadings --raw --output RES |
-        awk '{ n += $1 } END { printf "%d\n", n / 1024 }'
-}
-
-# sector_of PATH: the logical sector size of the block device under PATH, or "?".
-sector_of() {
-    local dev
-    dev=$(stat -c '%Hd:%Ld' "$1")
-    cat "/sys/dev/block/$dev/queue/logical_block_size" 2>/dev/null ||
-        cat "/sys/dev/block/$dev/../queue/logical_block_size" 2>/dev/null || echo "?"
-}
-
-# start_diofs SRC MNT OPTIONS TAG: start a foreground daemon (log: $WORK/TAG-<src name>.log),
-# wait until it has mounted. Sets DIOFS_PID and DIOFS_LOGFILE.
-start_diofs() {
-    local src=$1 mnt=$2 options=$3 tag=$4 args log
-    args=("$src" "$mnt" -f)
-    [[ -n "$options" ]] && args+=(-o "$options")
-    log="$WORK/$tag-$(basename "$src").log"
-    MOUNTS+=("$mnt")
-    env --default-signal=INT "$DIOFS_BINARY" "${args[@]}" 2>>"$log" &
-    DIOFS_PID=$!
-    DAEMONS+=("$DIOFS_PID")
-    local i
-    for i in $(seq 200); do
-        [[ $(findmnt -n -o FSTYPE --mountpoint "$mnt" 2>/dev/null) == fuse.diofs ]] && break
-        kill -0 "$DIOFS_PID" 2>/dev/null || { cat "$log" >&2; die "diofs ${args[*]} exited"; }
-        sleep 0.05
-    done
-    [[ $(findmnt -n -o FSTYPE --mountpoint "$mnt") == fuse.diofs ]] || die "diofs did not mount $mnt"
-    DIOFS_LOGFILE=$log
-}
-
-stop_diofs() {
-    local mnt=$1 pid=$2 i
-    umount "$mnt"
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$pid" || die "diofs on $mnt exited with $?"
-}
+install_cleanup
 
 # --- the machine -----------------------------------------------------------------------------
 WORK=$(mktemp -d "$WORK_PARENT/diofs-seed.XXXXXXXX")
@@ -345,9 +228,6 @@ backing_label() {
         xfs-4k) echo "loop xfs (4096 B)" ;;
     esac
 }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-smallest() { tr ' ' '\n' | grep . | sort -g | head -n 1; }
-largest() { tr ' ' '\n' | grep . | sort -g | tail -n 1; }
 spread() { echo "$(median <<<"$1" | cut -d. -f1) ($(smallest <<<"$1")…$(largest <<<"$1"))"; }
 
 declare -A plain_time  # the plain directory's median wall+sync time, per backing and step

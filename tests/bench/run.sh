@@ -1,0 +1,391 @@
+#!/bin/bash
+# The benchmark suite of issue 4: time and page cache of archive-style workloads in a plain
+# directory, through diofs (with and without dbopt) and through peers, all on one backing file
+# system, in one run. Writes a Markdown report and a PNG chart of the time ratios.
+#
+# usage: sudo tests/bench/run.sh
+#
+# Environment:
+#   DIOFS_BINARY  the daemon (default: diofs on $PATH, else build/diofs of this repository)
+#   BENCH_RUNS    runs of every cell; the median is reported (default 3)
+#   SIZE_MIB      size of the redo log of the seed's experiment (default 128)
+#   TAR_MIB       size of each of the 4 files of the directory for tar (default 32)
+#   DD_MIB        size of the dd writes and reads (default 256)
+#   BENCH_LOOP4K  1: back everything with xfs on a loop device with 4096-byte sectors (made in
+#                 WORK_PARENT) instead of a directory in WORK_PARENT
+#   WORK_PARENT   where the backing directory (or the loop image) goes (default /var/tmp)
+#   BENCH_OUT     where the report goes (default: tests/bench/results)
+#   BENCH_TAG     name of the report files: BENCH_OUT/TAG.md and TAG.png (default: the date)
+#   BENCH_CONFIGS configurations to run, space-separated (default: all of plain diofs-dbopt
+#                 diofs nocache mergerfs dd-direct that are installed)
+#   BENCH_NO_INSTALL  1: do not apt-get install missing nocache, mergerfs, gnuplot-nox
+#   MKREDO        the redo-log generator (default: shared/tools/mkredo.py beside the repository)
+#
+# Configurations (each one a column of the ratio table and a bar of the chart):
+#   plain        the backing directory itself, buffered (the reference: ratio 1)
+#   diofs-dbopt  a diofs -o dbopt mount of a directory of it
+#   diofs        a diofs mount without dbopt
+#   nocache      Debian's nocache (LD_PRELOAD) wrapped around every command, in the directory
+#   mergerfs     mergerfs -o cache.files=off of the directory (one branch)
+#   dd-direct    dd iflag=direct / oflag=direct bs=1M in the directory: the device's limit
+#                (only the dd bs=1M cells)
+# Workloads, run in the directory (or the mount), each BENCH_RUNS times:
+#   cp           cp redo.log redo.copy            (redo.log from mkredo.py, SIZE_MIB)
+#   gzip -1/-9   gzip -1|-9 -c redo.log > redo.N.gz
+#   gunzip       gunzip -c redo.1.gz > redo.back  (must equal redo.log)
+#   tar c        tar cf tree.tar tree             (tree: 4 redo logs of TAR_MIB)
+#   tar x        tar xf tree.tar -C untar         (must equal tree)
+#   dd write BS  dd if=/dev/zero of=dd.out bs=BS count=DD_MIB/BS conv=fsync
+#   dd read BS   dd if=dd.src of=/dev/null bs=BS  (dd.src: DD_MIB of random bytes)
+# Before each run: sync, drop caches, read Cached (/proc/meminfo) and the page cache of this
+# script's memory cgroup (the daemons run in it too; other work on the machine does not move
+# it); after it: sync, read them again, and fincore the backing files. The time reported is wall
+# time including that sync (buffered writers leave their writeback to it). A FUSE daemon is
+# mounted afresh for every workload; its peak RSS (VmHWM) is read before it is unmounted.
+#
+# Everything it makes (mounts, daemons, the loop device, the work directory) is removed on exit,
+# also when it fails or is interrupted; only the report stays. Exit status 0, or 1 when a step
+# failed or a result differed from what was expected.
+
+set -euo pipefail
+
+RUNS=${BENCH_RUNS:-3}
+SIZE_MIB=${SIZE_MIB:-128}
+TAR_MIB=${TAR_MIB:-32}
+DD_MIB=${DD_MIB:-256}
+WORK_PARENT=${WORK_PARENT:-/var/tmp}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))
+MKREDO=${MKREDO:-$repo/../shared/tools/mkredo.py}
+OUT=${BENCH_OUT:-$here/results}
+TAG=${BENCH_TAG:-$(date -u +%Y%m%d-%H%M)}
+if [[ -z "${DIOFS_BINARY:-}" ]]; then
+    DIOFS_BINARY=$(command -v diofs || echo "$repo/build/diofs")
+fi
+command_line="tests/bench/run.sh"
+for v in BENCH_RUNS SIZE_MIB TAR_MIB DD_MIB BENCH_LOOP4K BENCH_CONFIGS BENCH_TAG; do
+    if [[ -n "${!v:-}" ]]; then command_line="$v='${!v}' $command_line"; fi
+done
+
+BENCH_NAME=run.sh
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+[[ $(id -u) == 0 ]] || die "needs root (mounts, loop devices, drop_caches)"
+[[ -e /dev/fuse ]] || die "/dev/fuse does not exist"
+[[ -x "$DIOFS_BINARY" ]] || die "no diofs at '$DIOFS_BINARY' (set DIOFS_BINARY)"
+[[ -f "$MKREDO" ]] || die "no mkredo.py at '$MKREDO' (set MKREDO)"
+for tool in fincore findmnt python3 gzip tar dd cmp; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[[ "${BENCH_LOOP4K:-0}" == 1 ]] && { command -v mkfs.xfs >/dev/null || die "mkfs.xfs is not installed"; }
+((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
+
+NOTES=()
+missing=()
+command -v nocache >/dev/null || missing+=(nocache)
+command -v mergerfs >/dev/null || missing+=(mergerfs)
+command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+if ((${#missing[@]} > 0)) && [[ "${BENCH_NO_INSTALL:-0}" != 1 ]] && command -v apt-get >/dev/null; then
+    echo "run.sh: installing ${missing[*]} (apt-get install -y; BENCH_NO_INSTALL=1 to skip)" >&2
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2; then
+        NOTES+=("installed for this run: ${missing[*]}")
+    else
+        NOTES+=("apt-get install ${missing[*]} failed")
+    fi
+fi
+
+install_cleanup
+
+# --- the backing file system -----------------------------------------------------------------
+mkdir -p "$OUT"
+WORK=$(mktemp -d "$WORK_PARENT/diofs-bench.XXXXXXXX")
+mkdir "$WORK/mnt"
+if [[ "${BENCH_LOOP4K:-0}" == 1 ]]; then
+    image=$WORK/xfs4k.img
+    truncate -s $(((SIZE_MIB * 4 + TAR_MIB * 12 + DD_MIB * 3) + 1024))M "$image"
+    LOOP=$(losetup --find --show --sector-size 4096 --direct-io=on "$image")
+    mkfs.xfs -q -f "$LOOP" >/dev/null
+    base=$WORK/xfs4k
+    mkdir "$base"
+    MOUNTS+=("$base")
+    mount -t xfs "$LOOP" "$base"
+    backing_desc="xfs on loop device $LOOP ($(blockdev --getss "$LOOP")-byte logical sectors, direct I/O on its image in $WORK_PARENT)"
+    NOTES+=("on xfs, \`cp\` clones (reflink), with or without diofs: no data moves")
+else
+    base=$WORK/plain
+    mkdir "$base"
+    backing_desc="$(findmnt -n -o FSTYPE,SOURCE --target "$WORK_PARENT" | tr -s ' ' | sed 's/ / on /') under $WORK_PARENT ($(sector_of "$WORK_PARENT")-byte logical sectors)"
+fi
+
+# The inputs, made once and copied (not cloned) into each configuration's directory.
+echo "run.sh: making the inputs in $base ..." >&2
+inputs=$base/inputs
+mkdir -p "$inputs/tree"
+python3 "$MKREDO" "$inputs/redo.log" $((SIZE_MIB * 1024 * 1024))
+for i in 1 2 3 4; do
+    python3 "$MKREDO" "$inputs/tree/redo$i.log" $((TAR_MIB * 1024 * 1024))
+done
+head -c $((DD_MIB * 1024 * 1024)) /dev/urandom >"$inputs/dd.src"
+
+# --- configurations and workloads ------------------------------------------------------------
+if [[ -n "${BENCH_CONFIGS:-}" ]]; then
+    read -r -a CONFIGS <<<"$BENCH_CONFIGS"
+else
+    CONFIGS=(plain diofs-dbopt diofs)
+    if command -v nocache >/dev/null; then CONFIGS+=(nocache); else NOTES+=("nocache is not installed: no nocache column"); fi
+    if command -v mergerfs >/dev/null; then CONFIGS+=(mergerfs); else NOTES+=("mergerfs is not installed: no mergerfs column"); fi
+    CONFIGS+=(dd-direct)
+fi
+[[ ${CONFIGS[0]} == plain ]] || die "the first configuration must be plain (the reference)"
+
+BSIZES=(4K 16K 128K 1M)
+declare -A BS_KIB=([4K]=4 [16K]=16 [128K]=128 [1M]=1024)
+WORKLOADS=("cp" "gzip -1" "gzip -9" "gunzip" "tar c" "tar x")
+for bs in "${BSIZES[@]}"; do WORKLOADS+=("dd write $bs"); done
+for bs in "${BSIZES[@]}"; do WORKLOADS+=("dd read $bs"); done
+
+# workload_prepare W: not measured, in the directory
+workload_prepare() {
+    case $1 in
+        cp) echo "rm -f redo.copy" ;;
+        "gzip -1") echo "rm -f redo.1.gz" ;;
+        "gzip -9") echo "rm -f redo.9.gz" ;;
+        gunzip) echo "rm -f redo.back" ;;
+        "tar c") echo "rm -f tree.tar" ;;
+        "tar x") echo "rm -rf untar && mkdir untar" ;;
+        "dd write"*) echo "rm -f dd.out" ;;
+        *) echo "true" ;;
+    esac
+}
+# workload_command CONFIG W: the measured command (bash), or nothing when CONFIG does not run W
+workload_command() {
+    local config=$1 w=$2 bs count
+    if [[ $config == dd-direct ]]; then
+        case $w in
+            "dd write 1M") echo "dd if=/dev/zero of=dd.out bs=1M count=$DD_MIB oflag=direct conv=fsync status=none" ;;
+            "dd read 1M") echo "dd if=dd.src of=/dev/null bs=1M iflag=direct status=none" ;;
+        esac
+        return 0
+    fi
+    case $w in
+        cp) echo "cp redo.log redo.copy" ;;
+        "gzip -1") echo "gzip -1 -c redo.log > redo.1.gz" ;;
+        "gzip -9") echo "gzip -9 -c redo.log > redo.9.gz" ;;
+        gunzip) echo "gunzip -c redo.1.gz > redo.back" ;;
+        "tar c") echo "tar cf tree.tar tree" ;;
+        "tar x") echo "tar xf tree.tar -C untar" ;;
+        "dd write"*)
+            bs=${w##* }
+            count=$((DD_MIB * 1024 / BS_KIB[$bs]))
+            echo "dd if=/dev/zero of=dd.out bs=$bs count=$count conv=fsync status=none" ;;
+        "dd read"*) echo "dd if=dd.src of=/dev/null bs=${w##* } status=none" ;;
+    esac
+}
+# workload_check W SRC: after the runs, on the backing files
+workload_check() {
+    case $1 in
+        gunzip) cmp -s "$2/redo.log" "$2/redo.back" ;;
+        "tar x") diff -r -q "$2/tree" "$2/untar/tree" >/dev/null ;;
+        cp) cmp -s "$2/redo.log" "$2/redo.copy" ;;
+        "dd write"*) [[ $(stat -c %s "$2/dd.out") == $((DD_MIB * 1024 * 1024)) ]] ;;
+        *) true ;;
+    esac
+}
+
+label() {
+    case $1 in
+        plain) echo "plain (buffered)" ;;
+        diofs-dbopt) echo "diofs -o dbopt" ;;
+        diofs) echo "diofs" ;;
+        nocache) echo "nocache" ;;
+        mergerfs) echo "mergerfs cache.files=off" ;;
+        dd-direct) echo "dd direct bs=1M" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# start_mergerfs SRC MNT: a foreground mergerfs of one branch; sets MERGERFS_PID
+start_mergerfs() {
+    local src=$1 mnt=$2 i log=$WORK/mergerfs.log
+    MOUNTS+=("$mnt")
+    mergerfs -f -o cache.files=off,allow_other "$src" "$mnt" 2>>"$log" &
+    MERGERFS_PID=$!
+    DAEMONS+=("$MERGERFS_PID")
+    for i in $(seq 200); do
+        [[ $(findmnt -n -o FSTYPE --mountpoint "$mnt" 2>/dev/null) == fuse.mergerfs ]] && return 0
+        kill -0 "$MERGERFS_PID" 2>/dev/null || { cat "$log" >&2; die "mergerfs exited"; }
+        sleep 0.05
+    done
+    die "mergerfs did not mount $mnt"
+}
+stop_mergerfs() {
+    local mnt=$1 pid=$2 i
+    umount "$mnt"
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$pid" || true   # mergerfs exits non-zero on unmount in some versions
+}
+
+# --- measuring -------------------------------------------------------------------------------
+declare -A TIME GROWTH CGROWTH RESIDENT RSS DISTURBED
+FAILED=0
+
+# measure KEY DIR SRC PREFIX COMMAND
+measure() {
+    local key=$1 dir=$2 src=$3 prefix=$4 command=$5 c0 c1 g0 g1 d0 d1 t0 t2 status=0
+    drop_caches
+    d0=$(drops_now)
+    c0=$(cached_kib)
+    g0=$(cgroup_cache_kib)
+    t0=$(now)
+    (cd "$dir" && $prefix bash -c "$command") || status=$?
+    sync
+    t2=$(now)
+    c1=$(cached_kib)
+    g1=$(cgroup_cache_kib)
+    RESIDENT[$key]+="$(resident_kib "$src") "
+    d1=$(drops_now)
+    [[ "$d0" == "$d1" ]] || DISTURBED[$key]+="x"
+    if ((status != 0)); then
+        echo "run.sh: $key: '$command' failed with status $status" >&2
+        FAILED=1
+    fi
+    TIME[$key]+="$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.3f", b - a }') "
+    GROWTH[$key]+="$((c1 - c0)) "
+    [[ -n "$g0" ]] && CGROWTH[$key]+="$((g1 - g0)) "
+    return 0
+}
+
+started=$(date +%s)
+for config in "${CONFIGS[@]}"; do
+    src=$base/run-$config
+    echo "run.sh: $(label "$config") ..." >&2
+    mkdir "$src"
+    cp -r --reflink=never "$inputs/." "$src/"
+    prefix=""
+    [[ $config == nocache ]] && prefix=nocache
+    for w in "${WORKLOADS[@]}"; do
+        command=$(workload_command "$config" "$w")
+        [[ -n "$command" ]] || continue
+        key="$config|$w"
+        dir=$src
+        pid=""
+        case $config in
+            diofs-dbopt) start_diofs "$src" "$WORK/mnt" dbopt "$config"; pid=$DIOFS_PID; dir=$WORK/mnt ;;
+            diofs) start_diofs "$src" "$WORK/mnt" "" "$config"; pid=$DIOFS_PID; dir=$WORK/mnt ;;
+            mergerfs) start_mergerfs "$src" "$WORK/mnt"; pid=$MERGERFS_PID; dir=$WORK/mnt ;;
+        esac
+        for ((r = 1; r <= RUNS; r++)); do
+            (cd "$dir" && bash -c "$(workload_prepare "$w")")
+            measure "$key" "$dir" "$src" "$prefix" "$command"
+        done
+        if [[ -n "$pid" ]]; then
+            RSS[$key]=$(peak_rss_kib "$pid")
+            case $config in
+                mergerfs) stop_mergerfs "$WORK/mnt" "$pid" ;;
+                *) stop_diofs "$WORK/mnt" "$pid" ;;
+            esac
+        fi
+        if ! workload_check "$w" "$src"; then
+            echo "run.sh: $key: the result differs from what was expected" >&2
+            NOTES+=("**$(label "$config"), $w: the result DIFFERS from what was expected**")
+            FAILED=1
+        fi
+    done
+    rm -rf "$src"
+done
+elapsed=$(($(date +%s) - started))
+
+# --- the report ------------------------------------------------------------------------------
+report=$OUT/$TAG.md
+chart=$OUT/$TAG.png
+data=$WORK/ratios.dat
+cgroup_desc="none readable"
+[[ -n "$CGROUP_STAT" ]] && cgroup_desc="$CGROUP_KEY in $CGROUP_STAT"
+
+ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
+    local t ref
+    [[ -v "TIME[$1|$2]" ]] || { echo "-"; return; }
+    t=$(median 3 <<<"${TIME[$1|$2]}")
+    ref=$(median 3 <<<"${TIME[plain|$2]:-}")
+    awk -v a="$t" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+{
+    echo "- command: \`sudo $command_line\` (DIOFS_BINARY=$DIOFS_BINARY)"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); measuring took $((elapsed / 60)) min $((elapsed % 60)) s"
+    echo "- machine: $(nproc) CPUs ($(awk -F: '/^model name/ { gsub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r)"
+    echo "- backing file system: $backing_desc"
+    echo "- diofs: $("$DIOFS_BINARY" --version 2>&1 | head -n 1) (git $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')); $(gzip --version | head -n 1); $(tar --version | head -n 1)$(command -v mergerfs >/dev/null && echo "; $(mergerfs --version 2>&1 | head -n 1)")$(command -v nocache >/dev/null && dpkg-query -W -f='; nocache ${Version}' nocache 2>/dev/null)"
+    echo "- sizes: redo log $SIZE_MIB MiB, tar directory 4 × $TAR_MIB MiB, dd $DD_MIB MiB; $RUNS runs per cell"
+    echo "- time: median wall time of the command plus the \`sync\` after it, caches dropped before each run; × plain: that time over the plain directory's"
+    echo "- Cached: growth of Cached in /proc/meminfo (machine-wide, noisy on a shared machine); cgroup: growth of the page cache charged to this script's memory cgroup ($cgroup_desc), both medians, KiB; fincore: the largest resident size of the backing files after a run, KiB"
+    echo "- RSS: the FUSE daemon's peak resident set (VmHWM), MiB; a daemon is mounted afresh for each workload"
+    echo
+    echo "### Time, × the plain directory"
+    echo
+    printf '| workload |'; for c in "${CONFIGS[@]}"; do printf ' %s |' "$(label "$c")"; done; echo
+    printf '|---|'; for c in "${CONFIGS[@]}"; do printf -- '---:|'; done; echo
+    for w in "${WORKLOADS[@]}"; do
+        printf '| %s |' "$w"
+        for c in "${CONFIGS[@]}"; do printf ' %s |' "$(ratio_of "$c" "$w")"; done
+        echo
+    done
+    echo
+    echo "### All cells"
+    echo
+    echo "| workload | configuration | time s | × plain | Cached KiB | cgroup KiB | fincore KiB | RSS MiB | disturbed runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for w in "${WORKLOADS[@]}"; do
+        for c in "${CONFIGS[@]}"; do
+            key="$c|$w"
+            [[ -v "TIME[$key]" ]] || continue
+            cg=-
+            [[ -v "CGROWTH[$key]" ]] && cg=$(median <<<"${CGROWTH[$key]}" | cut -d. -f1)
+            rss=-
+            [[ -n "${RSS[$key]:-}" ]] && rss=$(awk -v k="${RSS[$key]}" 'BEGIN { printf "%.1f", k / 1024 }')
+            echo "| $w | $(label "$c") | $(median <<<"${TIME[$key]}") | $(ratio_of "$c" "$w") | $(median <<<"${GROWTH[$key]}" | cut -d. -f1) | $cg | $(largest <<<"${RESIDENT[$key]}") | $rss | $(printf '%s' "${DISTURBED[$key]:-}" | wc -c)/$RUNS |"
+        done
+    done
+    echo
+    for line in "${NOTES[@]}"; do echo "- $line"; done
+    echo "- disturbed runs: runs during which some process dropped the page cache (drop_pagecache in /proc/vmstat), which lowers the growth they show"
+} >"$report"
+
+# the chart: time ratios, one group per workload, one bar per configuration (log scale)
+{
+    printf 'workload'; for c in "${CONFIGS[@]}"; do printf '\t"%s"' "$(label "$c")"; done; echo
+    for w in "${WORKLOADS[@]}"; do
+        printf '"%s"' "$w"
+        for c in "${CONFIGS[@]}"; do printf '\t%s' "$(ratio_of "$c" "$w")"; done
+        echo
+    done
+} >"$data"
+if command -v gnuplot >/dev/null; then
+    gnuplot <<EOF || NOTES+=("gnuplot failed: no chart")
+set terminal pngcairo size 1400,650 font "sans,11"
+set output "$chart"
+set title "diofs benchmark ($TAG): time relative to the plain buffered directory (lower is better; log scale)"
+set datafile separator "\t"
+set datafile missing "-"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [0.5:*]
+set ylabel "time / plain directory's time"
+set grid ytics
+set key outside right top vertical
+set xtics rotate by -35 nomirror
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" dt 2
+plot for [i=2:$((${#CONFIGS[@]} + 1))] "$data" using i:xtic(1) title columnheader(i)
+EOF
+    echo "- chart: $chart" >>"$report"
+else
+    echo "- gnuplot is not installed: no chart" >>"$report"
+fi
+
+cat "$report"
+echo "run.sh: report in $report" >&2
+((FAILED == 0)) || die "a step failed or a result differed (see above)"
