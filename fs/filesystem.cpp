@@ -82,7 +82,6 @@ DiscoveredAlignment Filesystem::root_alignment() {
 std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_fd, int flags) {
     // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
     int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);
-    std::optional<DioAlignment> alignment;
     if (fd >= 0) {
         UniqueFd direct_fd(fd);
         DiscoveredAlignment found = alignment_.discover(fd, inode.dev);

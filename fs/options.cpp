@@ -32,8 +32,12 @@ Setter flag(bool Options::*member, bool value = true) {
     };
 }
 
-Setter mount_flag(std::string_view name) {
-    return [name](Options& o, std::string_view) -> std::optional<std::string> {
+// A generic mount flag. It displaces its opposite ("rw" an earlier "ro"): mount(8) lets the
+// last of such a pair win, and so does diofs, instead of refusing.
+Setter mount_flag(std::string_view name, std::string_view opposite) {
+    return [name, opposite](Options& o, std::string_view) -> std::optional<std::string> {
+        std::erase_if(o.mount_flags,
+                      [&](const std::string& f) { return f == name || f == opposite; });
         o.mount_flags.emplace_back(name);
         return std::nullopt;
     };
@@ -98,12 +102,17 @@ const std::vector<OptionSpec>& option_specs() {
                  return std::nullopt;
              }},
         };
-        // Generic mount flags, passed to the kernel as they are.
-        for (std::string_view f :
-             {"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
-              "dirsync", "noatime", "nodiratime", "relatime", "norelatime", "strictatime",
-              "nostrictatime", "lazytime", "nolazytime"})
-            s.push_back({f, false, "", mount_flag(f)});
+        // Generic mount flags, passed to the kernel as they are, each with its opposite.
+        constexpr std::pair<std::string_view, std::string_view> flags[] = {
+            {"ro", "rw"},           {"suid", "nosuid"},         {"dev", "nodev"},
+            {"exec", "noexec"},     {"sync", "async"},          {"relatime", "norelatime"},
+            {"strictatime", "nostrictatime"}, {"lazytime", "nolazytime"},
+            {"dirsync", ""},        {"noatime", ""},            {"nodiratime", ""}};
+        for (auto [flag, opposite] : flags) {
+            s.push_back({flag, false, "", mount_flag(flag, opposite)});
+            if (!opposite.empty())
+                s.push_back({opposite, false, "", mount_flag(opposite, flag)});
+        }
         return s;
     }();
     return specs;
@@ -249,26 +258,6 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         r.options.source = positional[0];
     if (positional.size() > 1)
         r.options.mountpoint = positional[1];
-    for (const char* pair : {"ro/rw", "suid/nosuid", "dev/nodev", "exec/noexec", "sync/async"}) {
-        std::string_view p(pair);
-        auto slash = p.find('/');
-        auto has = [&](std::string_view f) {
-            return std::find(r.options.mount_flags.begin(), r.options.mount_flags.end(), f) !=
-                   r.options.mount_flags.end();
-        };
-        // mount(8) resolves "rw,ro" by the last one given; we do the same instead of refusing.
-        if (has(p.substr(0, slash)) && has(p.substr(slash + 1))) {
-            auto last = std::find_if(r.options.mount_flags.rbegin(), r.options.mount_flags.rend(),
-                                     [&](const std::string& f) {
-                                         return f == p.substr(0, slash) || f == p.substr(slash + 1);
-                                     });
-            std::string keep = *last;
-            std::erase_if(r.options.mount_flags, [&](const std::string& f) {
-                return f == p.substr(0, slash) || f == p.substr(slash + 1);
-            });
-            r.options.mount_flags.push_back(keep);
-        }
-    }
     return r;
 }
 
