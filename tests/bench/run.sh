@@ -11,6 +11,8 @@
 #   SIZE_MIB      size of the redo log of the seed's experiment (default 128)
 #   TAR_MIB       size of each of the 4 files of the directory for tar (default 32)
 #   DD_MIB        size of the dd writes and reads (default 256)
+#   STREAMS_MIB   size of each of the 8 files of the "8 streams" rows (default 64)
+#   STREAMS_BS    block size of the "8 streams" rows: 4K, 16K, 128K or 1M (default 1M)
 #   BENCH_LOOP4K  1: back everything with xfs on a loop device with 4096-byte sectors (made in
 #                 WORK_PARENT) instead of a directory in WORK_PARENT
 #   WORK_PARENT   where the backing directory (or the loop image) goes (default /var/tmp)
@@ -18,6 +20,18 @@
 #   BENCH_TAG     name of the report files: BENCH_OUT/TAG.md and TAG.png (default: the date)
 #   BENCH_CONFIGS configurations to run, space-separated (default: all of plain diofs-dbopt
 #                 diofs nocache mergerfs dd-direct that are installed)
+#   BENCH_WORKLOADS  workloads to run, space-separated (default: all). A workload's name is
+#                 its row's name with the blanks before an option dropped and the other
+#                 blanks made dashes: cp gzip-1 gzip-9 gunzip tar-c tar-x dd-write-4K ...
+#                 dd-read-1M 8-streams-write 8-streams-read. A word selects the workloads
+#                 it names, those it matches as a shell pattern, and those whose name starts
+#                 with it and a dash: "dd" is every dd row, "dd-read" the dd reads, "8-streams"
+#                 both stream rows, "gzip" both gzips, "dd-*-1M" the two 1M rows.
+#   BENCH_DBOPT_OPTS  appended to the -o options of the diofs-dbopt mount (default empty):
+#                 e.g. strict, or readahead=0,writebehind=0, or max_threads=4,clone_fd; passed
+#                 through as they are (the daemon refuses what it does not know)
+#   BENCH_WARM_RUNS  runs of every cell with the programs warmed (the "cgroup warm" column;
+#                 default BENCH_RUNS; 0: none)
 #   BENCH_NO_INSTALL  1: do not apt-get install missing nocache, mergerfs, gnuplot-nox
 #   MKREDO        the redo-log generator (default: shared/tools/mkredo.py beside the repository)
 #
@@ -28,7 +42,7 @@
 #   nocache      Debian's nocache (LD_PRELOAD) wrapped around every command, in the directory
 #   mergerfs     mergerfs -o cache.files=off of the directory (one branch)
 #   dd-direct    dd iflag=direct / oflag=direct bs=1M in the directory: the device's limit
-#                (only the dd bs=1M cells)
+#                (only the dd bs=1M cells, and the 8 streams cells when STREAMS_BS is 1M)
 # Workloads, run in the directory (or the mount), each BENCH_RUNS times:
 #   cp           cp redo.log redo.copy            (redo.log from mkredo.py, SIZE_MIB)
 #   gzip -1/-9   gzip -1|-9 -c redo.log > redo.N.gz
@@ -37,11 +51,29 @@
 #   tar x        tar xf tree.tar -C untar         (must equal tree)
 #   dd write BS  dd if=/dev/zero of=dd.out bs=BS count=DD_MIB/BS conv=fsync
 #   dd read BS   dd if=dd.src of=/dev/null bs=BS  (dd.src: DD_MIB of random bytes)
+#   8 streams write  8 concurrent dd if=/dev/zero of=streamN.out bs=STREAMS_BS conv=fsync, of
+#                STREAMS_MIB each (dd-direct: with oflag=direct, only when STREAMS_BS is 1M)
+#   8 streams read   8 concurrent dd if=streamN.out of=/dev/null bs=STREAMS_BS, of the files
+#                the writers wrote (made first, unmeasured, when that row did not run)
+# gunzip and tar x use what gzip -1 and tar c made, and make it first (unmeasured) when those
+# did not run.
 # Before each run: sync, drop caches, read Cached (/proc/meminfo) and the page cache of this
 # script's memory cgroup (the daemons run in it too; other work on the machine does not move
 # it); after it: sync, read them again, and fincore the backing files. The time reported is wall
 # time including that sync (buffered writers leave their writeback to it). A FUSE daemon is
 # mounted afresh for every workload; its peak RSS (VmHWM) is read before it is unmounted.
+#
+# Those cold runs also count the programs (cp, gzip, tar, dd, sync and their libraries) that are
+# read back from the disk after drop_caches: 1-3 MiB whatever the file size. So every cell also
+# has BENCH_WARM_RUNS warm runs, each after a cold one: drop caches, then run the same commands
+# (the same preparation, the same command with a count of 1 for dd writes, sync, date) with the
+# same prefix on tiny files (4 KiB, same names) in a scratch tmpfs of this script, delete them
+# (tmpfs pages count as page cache, freed when deleted), and only then read the cgroup's page
+# cache, run the real command and sync, and read it again: "cgroup warm". The warm-up never
+# touches the measured files nor the backing file system, so what it does not exclude is the
+# data and the metadata (Buffers: bitmaps, inode tables, directories; 130-300 KiB per cell on
+# ext4) of the real command. The daemon has served the same command in the cold run before,
+# so its own code is resident too.
 #
 # Everything it makes (mounts, daemons, the loop device, the work directory) is removed on exit,
 # also when it fails or is interrupted; only the report stays. Exit status 0, or 1 when a step
@@ -53,6 +85,10 @@ RUNS=${BENCH_RUNS:-3}
 SIZE_MIB=${SIZE_MIB:-128}
 TAR_MIB=${TAR_MIB:-32}
 DD_MIB=${DD_MIB:-256}
+STREAMS_MIB=${STREAMS_MIB:-64}
+STREAMS_BS=${STREAMS_BS:-1M}
+WARM_RUNS=${BENCH_WARM_RUNS:-$RUNS}
+DBOPT_OPTS=${BENCH_DBOPT_OPTS:-}
 WORK_PARENT=${WORK_PARENT:-/var/tmp}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))
@@ -63,7 +99,8 @@ if [[ -z "${DIOFS_BINARY:-}" ]]; then
     DIOFS_BINARY=$(command -v diofs || echo "$repo/build/diofs")
 fi
 command_line="tests/bench/run.sh"
-for v in BENCH_RUNS SIZE_MIB TAR_MIB DD_MIB BENCH_LOOP4K BENCH_CONFIGS BENCH_TAG; do
+for v in BENCH_RUNS BENCH_WARM_RUNS SIZE_MIB TAR_MIB DD_MIB STREAMS_MIB STREAMS_BS BENCH_LOOP4K \
+    BENCH_CONFIGS BENCH_WORKLOADS BENCH_DBOPT_OPTS BENCH_TAG; do
     if [[ -n "${!v:-}" ]]; then command_line="$v='${!v}' $command_line"; fi
 done
 
@@ -79,7 +116,10 @@ for tool in fincore findmnt python3 gzip tar dd cmp; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 [[ "${BENCH_LOOP4K:-0}" == 1 ]] && { command -v mkfs.xfs >/dev/null || die "mkfs.xfs is not installed"; }
-((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be at least 1"
+[[ $WARM_RUNS =~ ^[0-9]+$ ]] || die "BENCH_WARM_RUNS must be a number"
+[[ $STREAMS_MIB =~ ^[1-9][0-9]*$ ]] || die "STREAMS_MIB must be at least 1"
+[[ $DBOPT_OPTS != *[[:space:]]* ]] || die "BENCH_DBOPT_OPTS must not contain blanks"
 
 NOTES=()
 missing=()
@@ -97,13 +137,58 @@ fi
 
 install_cleanup
 
+# --- workloads -------------------------------------------------------------------------------
+BSIZES=(4K 16K 128K 1M)
+declare -A BS_KIB=([4K]=4 [16K]=16 [128K]=128 [1M]=1024)
+[[ -v "BS_KIB[$STREAMS_BS]" ]] || die "STREAMS_BS must be one of ${BSIZES[*]}"
+ALL_WORKLOADS=("cp" "gzip -1" "gzip -9" "gunzip" "tar c" "tar x")
+for bs in "${BSIZES[@]}"; do ALL_WORKLOADS+=("dd write $bs"); done
+for bs in "${BSIZES[@]}"; do ALL_WORKLOADS+=("dd read $bs"); done
+ALL_WORKLOADS+=("8 streams write" "8 streams read")
+STREAMS=8
+
+# workload_name W: the name BENCH_WORKLOADS uses ("gzip -1" -> gzip-1, "dd write 4K" -> dd-write-4K)
+workload_name() { local n=${1// -/-}; echo "${n// /-}"; }
+# selects WORD NAME: whether the word of BENCH_WORKLOADS selects the workload NAME
+selects() {
+    # shellcheck disable=SC2053  # the word is a pattern on purpose
+    [[ $2 == "$1" || $2 == $1 || $2 == "$1"-* ]]
+}
+WORKLOADS=()
+if [[ -n "${BENCH_WORKLOADS:-}" ]]; then
+    read -r -a words <<<"$BENCH_WORKLOADS"
+    for word in "${words[@]}"; do
+        found=0
+        for w in "${ALL_WORKLOADS[@]}"; do selects "$word" "$(workload_name "$w")" && found=1; done
+        ((found)) || die "BENCH_WORKLOADS: '$word' names no workload (names: $(for w in "${ALL_WORKLOADS[@]}"; do printf '%s ' "$(workload_name "$w")"; done))"
+    done
+    for w in "${ALL_WORKLOADS[@]}"; do
+        for word in "${words[@]}"; do
+            if selects "$word" "$(workload_name "$w")"; then WORKLOADS+=("$w"); break; fi
+        done
+    done
+else
+    WORKLOADS=("${ALL_WORKLOADS[@]}")
+fi
+# wants PATTERN...: whether some selected workload matches one of the patterns
+wants() {
+    local w p
+    for w in "${WORKLOADS[@]}"; do
+        for p in "$@"; do
+            # shellcheck disable=SC2053
+            [[ $w == $p ]] && return 0
+        done
+    done
+    return 1
+}
+
 # --- the backing file system -----------------------------------------------------------------
 mkdir -p "$OUT"
 WORK=$(mktemp -d "$WORK_PARENT/diofs-bench.XXXXXXXX")
 mkdir "$WORK/mnt"
 if [[ "${BENCH_LOOP4K:-0}" == 1 ]]; then
     image=$WORK/xfs4k.img
-    truncate -s $(((SIZE_MIB * 4 + TAR_MIB * 12 + DD_MIB * 3) + 1024))M "$image"
+    truncate -s $(((SIZE_MIB * 4 + TAR_MIB * 12 + DD_MIB * 3 + STREAMS * STREAMS_MIB) + 1024))M "$image"
     LOOP=$(losetup --find --show --sector-size 4096 --direct-io=on "$image")
     mkfs.xfs -q -f "$LOOP" >/dev/null
     base=$WORK/xfs4k
@@ -118,15 +203,29 @@ else
     backing_desc="$(findmnt -n -o FSTYPE,SOURCE --target "$WORK_PARENT" | tr -s ' ' | sed 's/ / on /') under $WORK_PARENT ($(sector_of "$WORK_PARENT")-byte logical sectors)"
 fi
 
-# The inputs, made once and copied (not cloned) into each configuration's directory.
+# The inputs the selected workloads need, made once and copied (not cloned) into each
+# configuration's directory.
 echo "run.sh: making the inputs in $base ..." >&2
 inputs=$base/inputs
-mkdir -p "$inputs/tree"
-python3 "$MKREDO" "$inputs/redo.log" $((SIZE_MIB * 1024 * 1024))
-for i in 1 2 3 4; do
-    python3 "$MKREDO" "$inputs/tree/redo$i.log" $((TAR_MIB * 1024 * 1024))
-done
-head -c $((DD_MIB * 1024 * 1024)) /dev/urandom >"$inputs/dd.src"
+mkdir -p "$inputs"
+if wants cp "gzip *" gunzip; then
+    python3 "$MKREDO" "$inputs/redo.log" $((SIZE_MIB * 1024 * 1024))
+fi
+if wants "tar *"; then
+    mkdir "$inputs/tree"
+    for i in 1 2 3 4; do
+        python3 "$MKREDO" "$inputs/tree/redo$i.log" $((TAR_MIB * 1024 * 1024))
+    done
+fi
+if wants "dd read *"; then
+    head -c $((DD_MIB * 1024 * 1024)) /dev/urandom >"$inputs/dd.src"
+fi
+
+# The scratch file system of the warm-ups (see the header): a tmpfs of this script's own.
+scratch=$WORK/warm
+mkdir "$scratch"
+MOUNTS+=("$scratch")
+mount -t tmpfs -o size=64m,mode=0700 diofs-bench-warm "$scratch"
 
 # --- configurations and workloads ------------------------------------------------------------
 if [[ -n "${BENCH_CONFIGS:-}" ]]; then
@@ -138,33 +237,48 @@ else
     CONFIGS+=(dd-direct)
 fi
 [[ ${CONFIGS[0]} == plain ]] || die "the first configuration must be plain (the reference)"
+DBOPT_MOUNT_OPTS=dbopt${DBOPT_OPTS:+,$DBOPT_OPTS}
+if [[ " ${CONFIGS[*]} " == *" dd-direct "* && $STREAMS_BS != 1M ]] && wants "8 streams *"; then
+    NOTES+=("dd direct bs=1M: no 8 streams rows, as STREAMS_BS is $STREAMS_BS")
+fi
 
-BSIZES=(4K 16K 128K 1M)
-declare -A BS_KIB=([4K]=4 [16K]=16 [128K]=128 [1M]=1024)
-WORKLOADS=("cp" "gzip -1" "gzip -9" "gunzip" "tar c" "tar x")
-for bs in "${BSIZES[@]}"; do WORKLOADS+=("dd write $bs"); done
-for bs in "${BSIZES[@]}"; do WORKLOADS+=("dd read $bs"); done
-
-# workload_prepare W: not measured, in the directory
+# workload_prepare W: not measured, in the directory (also in the scratch of a warm-up)
 workload_prepare() {
     case $1 in
         cp) echo "rm -f redo.copy" ;;
         "gzip -1") echo "rm -f redo.1.gz" ;;
         "gzip -9") echo "rm -f redo.9.gz" ;;
-        gunzip) echo "rm -f redo.back" ;;
+        gunzip) echo "rm -f redo.back && { [ -e redo.1.gz ] || gzip -1 -c redo.log > redo.1.gz; }" ;;
         "tar c") echo "rm -f tree.tar" ;;
-        "tar x") echo "rm -rf untar && mkdir untar" ;;
+        "tar x") echo "rm -rf untar && mkdir untar && { [ -e tree.tar ] || tar cf tree.tar tree; }" ;;
         "dd write"*) echo "rm -f dd.out" ;;
+        "8 streams write") echo "rm -f stream[0-9]*.out" ;;
+        "8 streams read")
+            echo "for i in \$(seq $STREAMS); do [ -e stream\$i.out ] || dd if=/dev/zero of=stream\$i.out bs=1M count=$STREAMS_MIB status=none || exit; done" ;;
         *) echo "true" ;;
     esac
 }
-# workload_command CONFIG W: the measured command (bash), or nothing when CONFIG does not run W
+# concurrently COMMAND: COMMAND (with \$i in it) run for i = 1..STREAMS at once; fails when one
+# of them failed
+concurrently() {
+    echo "p=; for i in \$(seq $STREAMS); do $1 & p=\"\$p \$!\"; done; s=0; for j in \$p; do wait \$j || s=\$?; done; exit \$s"
+}
+# workload_command CONFIG W [warm]: the measured command (bash), or nothing when CONFIG does not
+# run W; with "warm", the command of the warm-up (dd writes of one block)
 workload_command() {
-    local config=$1 w=$2 bs count
+    local config=$1 w=$2 warm=${3:-} bs count
     if [[ $config == dd-direct ]]; then
+        count=$DD_MIB
+        [[ -n $warm ]] && count=1
         case $w in
-            "dd write 1M") echo "dd if=/dev/zero of=dd.out bs=1M count=$DD_MIB oflag=direct conv=fsync status=none" ;;
+            "dd write 1M") echo "dd if=/dev/zero of=dd.out bs=1M count=$count oflag=direct conv=fsync status=none" ;;
             "dd read 1M") echo "dd if=dd.src of=/dev/null bs=1M iflag=direct status=none" ;;
+            "8 streams write")
+                count=$STREAMS_MIB
+                [[ -n $warm ]] && count=1
+                [[ $STREAMS_BS == 1M ]] && concurrently "dd if=/dev/zero of=stream\$i.out bs=1M count=$count oflag=direct conv=fsync status=none" ;;
+            "8 streams read")
+                [[ $STREAMS_BS == 1M ]] && concurrently "dd if=stream\$i.out of=/dev/null bs=1M iflag=direct status=none" ;;
         esac
         return 0
     fi
@@ -178,25 +292,47 @@ workload_command() {
         "dd write"*)
             bs=${w##* }
             count=$((DD_MIB * 1024 / BS_KIB[$bs]))
+            [[ -n $warm ]] && count=1
             echo "dd if=/dev/zero of=dd.out bs=$bs count=$count conv=fsync status=none" ;;
         "dd read"*) echo "dd if=dd.src of=/dev/null bs=${w##* } status=none" ;;
+        "8 streams write")
+            count=$((STREAMS_MIB * 1024 / BS_KIB[$STREAMS_BS]))
+            [[ -n $warm ]] && count=1
+            concurrently "dd if=/dev/zero of=stream\$i.out bs=$STREAMS_BS count=$count conv=fsync status=none" ;;
+        "8 streams read") concurrently "dd if=stream\$i.out of=/dev/null bs=$STREAMS_BS status=none" ;;
     esac
 }
 # workload_check W SRC: after the runs, on the backing files
 workload_check() {
+    local i
     case $1 in
         gunzip) cmp -s "$2/redo.log" "$2/redo.back" ;;
         "tar x") diff -r -q "$2/tree" "$2/untar/tree" >/dev/null ;;
         cp) cmp -s "$2/redo.log" "$2/redo.copy" ;;
         "dd write"*) [[ $(stat -c %s "$2/dd.out") == $((DD_MIB * 1024 * 1024)) ]] ;;
+        "8 streams write")
+            for i in $(seq "$STREAMS"); do
+                [[ $(stat -c %s "$2/stream$i.out") == $((STREAMS_MIB * 1024 * 1024)) ]] || return 1
+            done ;;
         *) true ;;
     esac
+}
+
+# warm_scratch: empty the scratch tmpfs and put tiny (4 KiB) files of the inputs' names in it
+warm_scratch() {
+    local i
+    find "$scratch" -mindepth 1 -delete
+    mkdir "$scratch/tree"
+    head -c 4096 /dev/urandom >"$scratch/redo.log"
+    for i in 1 2 3 4; do head -c 4096 /dev/urandom >"$scratch/tree/redo$i.log"; done
+    head -c 4096 /dev/urandom >"$scratch/dd.src"
+    for i in $(seq "$STREAMS"); do head -c 4096 /dev/urandom >"$scratch/stream$i.out"; done
 }
 
 label() {
     case $1 in
         plain) echo "plain (buffered)" ;;
-        diofs-dbopt) echo "diofs -o dbopt" ;;
+        diofs-dbopt) echo "diofs -o $DBOPT_MOUNT_OPTS" ;;
         diofs) echo "diofs" ;;
         nocache) echo "nocache" ;;
         mergerfs) echo "mergerfs cache.files=off" ;;
@@ -227,14 +363,25 @@ stop_mergerfs() {
 }
 
 # --- measuring -------------------------------------------------------------------------------
-declare -A TIME GROWTH CGROWTH RESIDENT RSS DISTURBED
+declare -A TIME GROWTH CGROWTH WGROWTH RESIDENT RSS DISTURBED
 FAILED=0
 
-# measure KEY DIR SRC PREFIX COMMAND
+# measure KEY DIR SRC PREFIX COMMAND: a cold run (caches dropped just before)
+# measure KEY DIR SRC PREFIX COMMAND W WARMCOMMAND: a warm run (see the header): only the
+# growth of the cgroup's page cache (WGROWTH), fincore and disturbance are kept
 measure() {
-    local key=$1 dir=$2 src=$3 prefix=$4 command=$5 c0 c1 g0 g1 d0 d1 t0 t2 status=0
+    local key=$1 dir=$2 src=$3 prefix=$4 command=$5 w=${6:-} warm=${7:-} c0 c1 g0 g1 d0 d1 t0 t2 status=0
     drop_caches
     d0=$(drops_now)
+    if [[ -n "$warm" ]]; then
+        warm_scratch
+        # shellcheck disable=SC2086  # the prefix is a word or nothing
+        (cd "$scratch" && bash -c "$(workload_prepare "$w")" && $prefix bash -c "$warm") ||
+            echo "run.sh: $key: the warm-up '$warm' failed (it is only a warm-up)" >&2
+        sync
+        now >/dev/null
+        find "$scratch" -mindepth 1 -delete
+    fi
     c0=$(cached_kib)
     g0=$(cgroup_cache_kib)
     t0=$(now)
@@ -249,6 +396,10 @@ measure() {
     if ((status != 0)); then
         echo "run.sh: $key: '$command' failed with status $status" >&2
         FAILED=1
+    fi
+    if [[ -n "$warm" ]]; then
+        [[ -n "$g0" ]] && WGROWTH[$key]+="$((g1 - g0)) "
+        return 0
     fi
     TIME[$key]+="$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.3f", b - a }') "
     GROWTH[$key]+="$((c1 - c0)) "
@@ -271,13 +422,20 @@ for config in "${CONFIGS[@]}"; do
         dir=$src
         pid=""
         case $config in
-            diofs-dbopt) start_diofs "$src" "$WORK/mnt" dbopt "$config"; pid=$DIOFS_PID; dir=$WORK/mnt ;;
+            diofs-dbopt) start_diofs "$src" "$WORK/mnt" "$DBOPT_MOUNT_OPTS" "$config"; pid=$DIOFS_PID; dir=$WORK/mnt ;;
             diofs) start_diofs "$src" "$WORK/mnt" "" "$config"; pid=$DIOFS_PID; dir=$WORK/mnt ;;
             mergerfs) start_mergerfs "$src" "$WORK/mnt"; pid=$MERGERFS_PID; dir=$WORK/mnt ;;
         esac
-        for ((r = 1; r <= RUNS; r++)); do
-            (cd "$dir" && bash -c "$(workload_prepare "$w")")
-            measure "$key" "$dir" "$src" "$prefix" "$command"
+        warm=$(workload_command "$config" "$w" warm)
+        for ((r = 1; r <= RUNS || r <= WARM_RUNS; r++)); do
+            if ((r <= RUNS)); then
+                (cd "$dir" && bash -c "$(workload_prepare "$w")")
+                measure "$key" "$dir" "$src" "$prefix" "$command"
+            fi
+            if ((r <= WARM_RUNS)); then
+                (cd "$dir" && bash -c "$(workload_prepare "$w")")
+                measure "$key" "$dir" "$src" "$prefix" "$command" "$w" "$warm"
+            fi
         done
         if [[ -n "$pid" ]]; then
             RSS[$key]=$(peak_rss_kib "$pid")
@@ -317,9 +475,13 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
     echo "- machine: $(nproc) CPUs ($(awk -F: '/^model name/ { gsub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r)"
     echo "- backing file system: $backing_desc"
     echo "- diofs: $("$DIOFS_BINARY" --version 2>&1 | head -n 1) (git $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')); $(gzip --version | head -n 1); $(tar --version | head -n 1)$(command -v mergerfs >/dev/null && echo "; $(mergerfs --version 2>&1 | head -n 1)")$(command -v nocache >/dev/null && dpkg-query -W -f='; nocache ${Version}' nocache 2>/dev/null)"
-    echo "- sizes: redo log $SIZE_MIB MiB, tar directory 4 × $TAR_MIB MiB, dd $DD_MIB MiB; $RUNS runs per cell"
+    echo "- sizes: redo log $SIZE_MIB MiB, tar directory 4 × $TAR_MIB MiB, dd $DD_MIB MiB, 8 streams × $STREAMS_MIB MiB at bs=$STREAMS_BS; $RUNS runs per cell (and $WARM_RUNS warm runs)"
+    echo "- dbopt mount: \`-o $DBOPT_MOUNT_OPTS\` (BENCH_DBOPT_OPTS=${DBOPT_OPTS:-, empty})"
+    [[ -n "${BENCH_WORKLOADS:-}" ]] && echo "- workloads: BENCH_WORKLOADS='$BENCH_WORKLOADS' selected $(for w in "${WORKLOADS[@]}"; do printf '%s, ' "$w"; done | sed 's/, $//')"
     echo "- time: median wall time of the command plus the \`sync\` after it, caches dropped before each run; × plain: that time over the plain directory's"
-    echo "- Cached: growth of Cached in /proc/meminfo (machine-wide, noisy on a shared machine); cgroup: growth of the page cache charged to this script's memory cgroup ($cgroup_desc), both medians, KiB; fincore: the largest resident size of the backing files after a run, KiB"
+    echo "- Cached: growth of Cached in /proc/meminfo (machine-wide, noisy on a shared machine); cgroup: growth of the page cache charged to this script's memory cgroup ($cgroup_desc), both medians, KiB, of the cold runs, which include reading back the programs (cp, gzip, tar, dd, sync and their libraries, 1-3 MiB) after drop_caches; fincore: the largest resident size of the backing files after a run, KiB"
+    echo "- cgroup warm: the same growth, median KiB, in the warm runs: after drop_caches the same commands first ran on tiny 4 KiB files of the same names in a scratch tmpfs, which were deleted before measuring, so it excludes the loading of the programs but not the data nor the backing file system's metadata (Buffers, 130-300 KiB per cell on ext4)"
+    echo "- 8 streams: $STREAMS concurrent sequential dd (conv=fsync) writers of their own file, or $STREAMS concurrent readers of those files; the time is that of the whole group"
     echo "- RSS: the FUSE daemon's peak resident set (VmHWM), MiB; a daemon is mounted afresh for each workload"
     echo
     echo "### Time, × the plain directory"
@@ -334,22 +496,24 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
     echo
     echo "### All cells"
     echo
-    echo "| workload | configuration | time s | × plain | Cached KiB | cgroup KiB | fincore KiB | RSS MiB | disturbed runs |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | configuration | time s | × plain | Cached KiB | cgroup KiB | cgroup warm KiB | fincore KiB | RSS MiB | disturbed runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for w in "${WORKLOADS[@]}"; do
         for c in "${CONFIGS[@]}"; do
             key="$c|$w"
             [[ -v "TIME[$key]" ]] || continue
             cg=-
             [[ -v "CGROWTH[$key]" ]] && cg=$(median <<<"${CGROWTH[$key]}" | cut -d. -f1)
+            wcg=-
+            [[ -v "WGROWTH[$key]" ]] && wcg=$(median <<<"${WGROWTH[$key]}" | cut -d. -f1)
             rss=-
             [[ -n "${RSS[$key]:-}" ]] && rss=$(awk -v k="${RSS[$key]}" 'BEGIN { printf "%.1f", k / 1024 }')
-            echo "| $w | $(label "$c") | $(median <<<"${TIME[$key]}") | $(ratio_of "$c" "$w") | $(median <<<"${GROWTH[$key]}" | cut -d. -f1) | $cg | $(largest <<<"${RESIDENT[$key]}") | $rss | $(printf '%s' "${DISTURBED[$key]:-}" | wc -c)/$RUNS |"
+            echo "| $w | $(label "$c") | $(median <<<"${TIME[$key]}") | $(ratio_of "$c" "$w") | $(median <<<"${GROWTH[$key]}" | cut -d. -f1) | $cg | $wcg | $(largest <<<"${RESIDENT[$key]}") | $rss | $(printf '%s' "${DISTURBED[$key]:-}" | wc -c)/$((RUNS + WARM_RUNS)) |"
         done
     done
     echo
     for line in "${NOTES[@]}"; do echo "- $line"; done
-    echo "- disturbed runs: runs during which some process dropped the page cache (drop_pagecache in /proc/vmstat), which lowers the growth they show"
+    echo "- disturbed runs: runs (cold and warm) during which some process dropped the page cache (drop_pagecache in /proc/vmstat), which lowers the growth they show"
 } >"$report"
 
 # the chart: time ratios, one group per workload, one bar per configuration (log scale)
