@@ -1,12 +1,18 @@
 // Concurrent writers under dbopt: several threads write disjoint, unaligned records (100 to
 // 3000 bytes, so that most sectors and pages hold records of several threads) into one file,
 // through their own descriptors or all through one shared descriptor, in shuffled order (filling
-// holes) or in ascending order (all of them extending the file at once). A reader thread reads
+// holes) or in ascending order (all of them extending the file at once); then each thread
+// writes a stripe of its own (a quarter of the file) in ascending order, so that with coalescing
+// every thread is a contiguous stream whose chunks are written out by the I/O threads at the same
+// time as the others' (and the last stripe's extends the file). A reader thread reads
 // random ranges meanwhile: every byte it sees must be either still 0 or its final value. Then
 // no page of the backing file may be in the page cache, and every byte of the file, through the
 // mount and in the backing file, must be the one written.
 //
-// Runs on a plain directory and on xfs and ext4 on 4096-byte-sector loop devices.
+// Runs on a plain directory and on xfs and ext4 on 4096-byte-sector loop devices, each under
+// `-o dbopt,strict` and with the default options (read-ahead and write coalescing: each writer's
+// records are held back and written out later, and the reader's reads write out what is held
+// back first, so the reader's promise is the same).
 // DIOFS_SEED=<n> replays the layout and the orders.
 
 #include "dbopt_support.hpp"
@@ -47,7 +53,8 @@ uint8_t byte_value(uint64_t offset, size_t record) {
     return static_cast<uint8_t>(1 + x % 255);
 }
 
-Layout make_layout(std::mt19937_64& rng, uint64_t total, int threads) {
+// With `stripes`, thread t owns the t-th quarter (of `threads`) of the file.
+Layout make_layout(std::mt19937_64& rng, uint64_t total, int threads, bool stripes = false) {
     Layout l;
     l.expected.resize(total);
     int owner = 0;
@@ -57,6 +64,8 @@ Layout make_layout(std::mt19937_64& rng, uint64_t total, int threads) {
             len = static_cast<uint32_t>(total - off);
         // Neighbours belong to different threads: the shared sectors are really contended.
         owner = (owner + std::uniform_int_distribution<int>(1, threads - 1)(rng)) % threads;
+        if (stripes)
+            owner = static_cast<int>(off * static_cast<uint64_t>(threads) / total);
         l.records.push_back(Record{off, len, owner});
         for (uint32_t i = 0; i < len; ++i)
             l.expected[off + i] = static_cast<char>(byte_value(off + i, l.records.size() - 1));
@@ -99,17 +108,21 @@ std::string explain(const Layout& l, const std::string& got, const std::string& 
 }
 
 enum class Descriptors { own, shared };
-enum class Order { shuffled, ascending };
+enum class Order { shuffled, ascending, stripes };
+// strict: `-o dbopt,strict`; coalescing: the default options (read-ahead, write coalescing).
+enum class Mode { strict, coalescing };
 
 void PrintTo(Descriptors d, std::ostream* os) { *os << (d == Descriptors::own ? "own" : "shared"); }
+void PrintTo(Mode m, std::ostream* os) { *os << (m == Mode::strict ? "strict" : "coalescing"); }
 
-class DbOptConcurrency : public DbOptTest,
-                         public ::testing::WithParamInterface<std::tuple<Backing, Descriptors>> {
+using Param = std::tuple<Backing, Descriptors, Mode>;
+
+class DbOptConcurrency : public DbOptTest, public ::testing::WithParamInterface<Param> {
 protected:
     // One file written by kWriters threads (and read by one more) in `order`.
     void write_concurrently(const std::string& name, Order order, uint64_t seed) {
         std::mt19937_64 rng(seed);
-        const Layout layout = make_layout(rng, kFileBytes, kWriters);
+        const Layout layout = make_layout(rng, kFileBytes, kWriters, order == Order::stripes);
         std::vector<std::vector<size_t>> work(kWriters);
         for (size_t i = 0; i < layout.records.size(); ++i)
             work[static_cast<size_t>(layout.records[i].owner)].push_back(i);
@@ -226,24 +239,31 @@ protected:
 };
 
 TEST_P(DbOptConcurrency, DisjointUnalignedRecordsAreAllKept) {
-    DIOFS_MOUNT_ON(std::get<0>(GetParam()));
+    if (std::get<2>(GetParam()) == Mode::strict) {
+        DIOFS_MOUNT_ON(std::get<0>(GetParam()), {"dbopt", "strict"});
+    } else {
+        DIOFS_MOUNT_ON(std::get<0>(GetParam()), {"dbopt"});
+    }
     const uint64_t seed = seed_from_environment();
     SCOPED_TRACE("seed " + std::to_string(seed) + " (replay with DIOFS_SEED=" +
                  std::to_string(seed) + ")");
     ASSERT_NO_FATAL_FAILURE(write_concurrently("shuffled", Order::shuffled, seed));
     ASSERT_NO_FATAL_FAILURE(write_concurrently("ascending", Order::ascending, seed + 1));
+    ASSERT_NO_FATAL_FAILURE(write_concurrently("stripes", Order::stripes, seed + 2));
 }
 
-std::string run_name(const ::testing::TestParamInfo<std::tuple<Backing, Descriptors>>& p) {
+std::string run_name(const ::testing::TestParamInfo<Param>& p) {
     static const char* const kBackingNames[] = {"PlainDir", "XfsOn4K", "Ext4On4K"};
     return std::string(kBackingNames[static_cast<int>(std::get<0>(p.param))]) +
-           (std::get<1>(p.param) == Descriptors::own ? "OwnDescriptors" : "SharedDescriptor");
+           (std::get<1>(p.param) == Descriptors::own ? "OwnDescriptors" : "SharedDescriptor") +
+           (std::get<2>(p.param) == Mode::strict ? "Strict" : "Coalescing");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Backings, DbOptConcurrency,
     ::testing::Combine(::testing::Values(Backing::plain, Backing::xfs_4k, Backing::ext4_4k),
-                       ::testing::Values(Descriptors::own, Descriptors::shared)),
+                       ::testing::Values(Descriptors::own, Descriptors::shared),
+                       ::testing::Values(Mode::strict, Mode::coalescing)),
     run_name);
 
 }  // namespace

@@ -12,6 +12,12 @@
 // works, the bytes are right and the daemon warns exactly once (ramfs pages can never be
 // dropped, so residency is not checked there).
 //
+// Each dbopt case runs under `-o dbopt,strict` (every write on the device when it returns) and
+// with the default options (read-ahead and write coalescing, whose buffers are the daemon's own
+// memory, not the page cache): the promise is the same. With coalescing, a pending write has
+// not touched the backing file yet, so pages warmed outside the mount are judged once the
+// writes are out (after fsync, or close).
+//
 // These tests drop the system's caches, so they run alone (RUN_SERIAL, see CMakeLists.txt).
 
 #include "dbopt_support.hpp"
@@ -24,6 +30,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <tuple>
 
 #ifndef DIOFS_SOURCE_DIR
 #error "DIOFS_SOURCE_DIR (the top of the repository) must be defined by the build"
@@ -269,18 +276,35 @@ protected:
     std::string report_;
 };
 
-class DbOptPageCacheOn : public DbOptPageCache, public ::testing::WithParamInterface<Backing> {};
+// strict: `-o dbopt,strict`; coalescing: the default options (read-ahead, write coalescing).
+enum class Mode { strict, coalescing };
+
+void PrintTo(Mode m, std::ostream* os) { *os << (m == Mode::strict ? "strict" : "coalescing"); }
+
+std::vector<std::string> dbopt_options(Mode mode) {
+    if (mode == Mode::strict)
+        return {"dbopt", "strict"};
+    return {"dbopt"};
+}
+
+std::string backing_mode_name(const ::testing::TestParamInfo<std::tuple<Backing, Mode>>& p) {
+    return std::string(std::get<0>(p.param) == Backing::plain ? "PlainDir" : "XfsOn4K") +
+           (std::get<1>(p.param) == Mode::strict ? "Strict" : "Coalescing");
+}
+
+const auto kBackingsAndModes =
+    ::testing::Combine(::testing::Values(Backing::plain, Backing::xfs_4k),
+                       ::testing::Values(Mode::strict, Mode::coalescing));
+
+class DbOptPageCacheOn : public DbOptPageCache,
+                         public ::testing::WithParamInterface<std::tuple<Backing, Mode>> {};
 
 TEST_P(DbOptPageCacheOn, CopyGzipAndReadLeaveNoBackingPageResident) {
-    DIOFS_MOUNT_ON(GetParam());
+    DIOFS_MOUNT_ON(std::get<0>(GetParam()), dbopt_options(std::get<1>(GetParam())));
     copy_and_gzip(Expect::nothing_resident);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backings, DbOptPageCacheOn,
-                         ::testing::Values(Backing::plain, Backing::xfs_4k),
-                         [](const ::testing::TestParamInfo<Backing>& p) {
-                             return p.param == Backing::plain ? "PlainDir" : "XfsOn4K";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backings, DbOptPageCacheOn, kBackingsAndModes, backing_mode_name);
 
 // The control: without dbopt the same steps leave most of the pages resident, so the check
 // above can fail.
@@ -294,7 +318,8 @@ TEST_F(DbOptPageCache, WithoutDboptTheSameStepsLeavePagesResident) {
 // the pages a write touches and the pages a read reads must not stay resident either. Such
 // pages are often large folios (a buffered 1 MiB write makes them), which a POSIX_FADV_DONTNEED
 // of only the 4 KiB page the bounce write touched does not drop.
-class DbOptWarmPages : public DbOptTest, public ::testing::WithParamInterface<Backing> {
+class DbOptWarmPages : public DbOptTest,
+                       public ::testing::WithParamInterface<std::tuple<Backing, Mode>> {
 protected:
     static constexpr uint64_t kWarmBytes = 4u << 20;
 
@@ -323,21 +348,32 @@ protected:
     }
 };
 
+struct Write {
+    uint64_t offset;
+    size_t length;
+};
+// A head alone, a tail alone, head + body + tail, one byte.
+constexpr Write kWarmWrites[] = {Write{100, 1}, Write{70000, 3000}, Write{1000007, 100000},
+                                 Write{2 * 1048576, 700}, Write{3 * 1048576 + 4095, 2}};
+
 TEST_P(DbOptWarmPages, WritesLeaveNoTouchedPageResident) {
-    DIOFS_MOUNT_ON(GetParam());
+    const Mode mode = std::get<1>(GetParam());
+    DIOFS_MOUNT_ON(std::get<0>(GetParam()), dbopt_options(mode));
     std::string want = make_warm("warm");
     const std::string pool = want.substr(0, 300000);
-    struct Write { uint64_t offset; size_t length; };
     Fd fd(::open(mnt("warm").c_str(), O_WRONLY | O_CLOEXEC));
     ASSERT_TRUE(fd) << errno_name(errno);
-    // A head alone, a tail alone, head + body + tail, one byte.
-    for (Write w : {Write{100, 1}, Write{70000, 3000}, Write{1000007, 100000},
-                    Write{2 * 1048576, 700}, Write{3 * 1048576 + 4095, 2}}) {
+    for (Write w : kWarmWrites) {
         SCOPED_TRACE("pwrite at " + std::to_string(w.offset) + " length " + std::to_string(w.length));
         ASSERT_EQ(::pwrite(fd.get(), pool.data() + 7, w.length, static_cast<off_t>(w.offset)),
                   static_cast<ssize_t>(w.length))
             << errno_name(errno);
         want.replace(w.offset, w.length, pool, 7, w.length);
+        // Strict: on the device, its pages dropped, when the write returns. Coalescing: once
+        // fsync returns.
+        if (mode == Mode::coalescing) {
+            ASSERT_EQ(::fsync(fd.get()), 0) << errno_name(errno);
+        }
         const std::vector<long> left = resident_in("warm", w.offset, w.length);
         EXPECT_TRUE(left.empty()) << "pages written through the dbopt mount are still in the "
                                   << "page cache: " << pages_text(left);
@@ -346,8 +382,32 @@ TEST_P(DbOptWarmPages, WritesLeaveNoTouchedPageResident) {
     EXPECT_EQ(first_difference(read_whole(mnt("warm")), want), "");
 }
 
+// The same writes one after the other without fsync; every page they touched must be gone
+// once close returns (in strict mode already when each write returned).
+TEST_P(DbOptWarmPages, WritesThenCloseLeaveNoTouchedPageResident) {
+    DIOFS_MOUNT_ON(std::get<0>(GetParam()), dbopt_options(std::get<1>(GetParam())));
+    std::string want = make_warm("warm");
+    const std::string pool = want.substr(0, 300000);
+    Fd fd(::open(mnt("warm").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    for (Write w : kWarmWrites) {
+        ASSERT_EQ(::pwrite(fd.get(), pool.data() + 11, w.length, static_cast<off_t>(w.offset)),
+                  static_cast<ssize_t>(w.length))
+            << "pwrite at " << w.offset << " length " << w.length << ": " << errno_name(errno);
+        want.replace(w.offset, w.length, pool, 11, w.length);
+    }
+    EXPECT_EQ(fd.close(), success());
+    for (Write w : kWarmWrites) {
+        const std::vector<long> left = resident_in("warm", w.offset, w.length);
+        EXPECT_TRUE(left.empty()) << "pwrite at " << w.offset << " length " << w.length
+                                  << ": pages written through the dbopt mount are still in the "
+                                  << "page cache after close: " << pages_text(left);
+    }
+    EXPECT_EQ(first_difference(read_whole(mnt("warm")), want), "");
+}
+
 TEST_P(DbOptWarmPages, ReadsLeaveNoReadPageResident) {
-    DIOFS_MOUNT_ON(GetParam());
+    DIOFS_MOUNT_ON(std::get<0>(GetParam()), dbopt_options(std::get<1>(GetParam())));
     const std::string want = make_warm("warm");
     EXPECT_EQ(first_difference(read_whole(mnt("warm")), want), "");
     const std::vector<long> left = resident_in("warm", 0, kWarmBytes);
@@ -355,11 +415,7 @@ TEST_P(DbOptWarmPages, ReadsLeaveNoReadPageResident) {
                               << "cache: " << pages_text(left);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backings, DbOptWarmPages,
-                         ::testing::Values(Backing::plain, Backing::xfs_4k),
-                         [](const ::testing::TestParamInfo<Backing>& p) {
-                             return p.param == Backing::plain ? "PlainDir" : "XfsOn4K";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backings, DbOptWarmPages, kBackingsAndModes, backing_mode_name);
 
 // A backing filesystem that refuses O_DIRECT (ramfs): served buffered, correct bytes, one
 // warning. The ramfs is mounted on a private directory and unmounted whatever happens.

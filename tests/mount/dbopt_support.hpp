@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -69,11 +70,12 @@ inline long long env_number(const char* name, long long fallback) {
 }
 
 // cachestat(2) (Linux 6.5+): the pages of the open file `fd` in the page cache, without
-// mapping it; -1 when the kernel lacks it.
-inline long cachestat_pages(int fd) {
+// mapping it (of [offset, offset + length), length 0: to the end of the file); -1 when the
+// kernel lacks it.
+inline long cachestat_pages(int fd, uint64_t offset = 0, uint64_t length = 0) {
     struct Range {
         uint64_t off, len;  // len 0: to the end of the file
-    } range{0, 0};
+    } range{offset, length};
     struct Cachestat {
         uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
     } cs{};
@@ -144,6 +146,58 @@ inline std::vector<long> resident_page_list(const std::string& path, uint64_t of
     }
     ::munmap(map, size);
     return pages;
+}
+
+// The pages of `path` in the page cache as cachestat(2) counts them, found by halving ranges
+// (at most `max` of them): unlike mincore(2) on a mapping of the file's size, this also finds
+// pages past the end of the file. Empty when there are none or it cannot be told.
+inline std::vector<long> resident_page_list_cachestat(const std::string& path, size_t max = 16) {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    std::vector<long> pages;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || cachestat_pages(fd.get()) <= 0)
+        return pages;
+    // Up to 1 TiB of file, in halves.
+    std::vector<std::pair<uint64_t, uint64_t>> todo = {{0, uint64_t{1} << 40}};
+    while (!todo.empty() && pages.size() < max) {
+        auto [off, len] = todo.back();
+        todo.pop_back();
+        if (cachestat_pages(fd.get(), off, len) <= 0)
+            continue;
+        if (len <= static_cast<uint64_t>(page)) {
+            pages.push_back(static_cast<long>(off / static_cast<uint64_t>(page)));
+            continue;
+        }
+        todo.emplace_back(off + len / 2, len / 2);  // the lower half is looked at first
+        todo.emplace_back(off, len / 2);
+    }
+    return pages;
+}
+
+// The whole of the file `path`, read with O_DIRECT (no page of it is left in the page
+// cache), or buffered where O_DIRECT is refused (ramfs). Nothing when it cannot be read.
+inline std::optional<std::string> read_direct(const std::string& path) {
+    constexpr size_t kBuffer = 1u << 20;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    if (!fd && errno == EINVAL) {
+        std::string s;
+        if (!read_whole(path, &s))
+            return std::nullopt;
+        return s;
+    }
+    if (!fd)
+        return std::nullopt;
+    std::unique_ptr<char, decltype(&std::free)> buf(
+        static_cast<char*>(std::aligned_alloc(4096, kBuffer)), &std::free);
+    std::string out;
+    for (;;) {
+        ssize_t n = ::pread(fd.get(), buf.get(), kBuffer, static_cast<off_t>(out.size()));
+        if (n < 0)
+            return std::nullopt;
+        out.append(buf.get(), static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < kBuffer)
+            return out;
+    }
 }
 
 // "3 17 18" (at most 16, then how many in all).

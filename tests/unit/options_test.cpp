@@ -155,6 +155,149 @@ TEST(Options, AllowOther) {
     EXPECT_EQ(parse({"/b", "/m", "-o", "noallow_other"}).options.allow_other, false);
 }
 
+TEST(ParseSize, PlainNumbersAndBinarySuffixes) {
+    EXPECT_EQ(parse_size("0"), 0u);
+    EXPECT_EQ(parse_size("1048576"), 1048576u);
+    EXPECT_EQ(parse_size("512K"), 512u << 10);
+    EXPECT_EQ(parse_size("512k"), 512u << 10);
+    EXPECT_EQ(parse_size("4M"), 4u << 20);
+    EXPECT_EQ(parse_size("4m"), 4u << 20);
+    EXPECT_EQ(parse_size("1G"), 1u << 30);
+    EXPECT_EQ(parse_size("3g"), 3ull << 30);
+    EXPECT_EQ(parse_size("0M"), 0u);
+    EXPECT_EQ(parse_size("18446744073709551615"), UINT64_MAX);
+    EXPECT_EQ(parse_size("17179869183G"), 17179869183ull << 30);
+}
+
+TEST(ParseSize, AnythingElseIsNotASize) {
+    for (const char* bad : {"", "M", "K", "-1", "-4M", "+4M", " 4M", "4M ", "4 M", "4MB", "4MiB",
+                            "4T", "4.5M", "0x10", "abc", "4MM", "18446744073709551616",
+                            "17179869184G", "99999999999999999999K"}) {
+        EXPECT_FALSE(parse_size(bad).has_value()) << "'" << bad << "' was taken for "
+                                                  << parse_size(bad).value_or(0);
+    }
+}
+
+TEST(Options, StreamingDefaults) {
+    auto r = parse({"-o", "dbopt", "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_FALSE(r.options.strict);
+    EXPECT_EQ(r.options.read_ahead, 4u << 20);
+    EXPECT_EQ(r.options.write_behind, 4u << 20);
+    EXPECT_EQ(r.options.dbopt_mem, 32u << 20);
+    EXPECT_EQ(r.options.io_threads, 4u);
+    EXPECT_EQ(r.options.max_threads, 0u) << "0: as many as the machine has CPUs (at least 2)";
+    EXPECT_FALSE(r.options.clone_fd);
+    EXPECT_EQ(r.options.read_ahead, kDefaultReadAhead);
+    EXPECT_EQ(r.options.write_behind, kDefaultWriteBehind);
+    EXPECT_EQ(r.options.dbopt_mem, kDefaultDboptMem);
+    EXPECT_EQ(r.options.io_threads, kDefaultIoThreads);
+    EXPECT_EQ(r.options.max_threads, kDefaultMaxThreads);
+}
+
+TEST(Options, StreamingOptionsAreParsed) {
+    auto r = parse({"-o",
+                    "dbopt,strict,readahead=8M,writebehind=16m,dbopt_mem=1G,io_threads=8,"
+                    "max_threads=32,clone_fd",
+                    "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_TRUE(r.options.dbopt);
+    EXPECT_TRUE(r.options.strict);
+    EXPECT_EQ(r.options.read_ahead, 8u << 20);
+    EXPECT_EQ(r.options.write_behind, 16u << 20);
+    EXPECT_EQ(r.options.dbopt_mem, 1u << 30);
+    EXPECT_EQ(r.options.io_threads, 8u);
+    EXPECT_EQ(r.options.max_threads, 32u);
+    EXPECT_TRUE(r.options.clone_fd);
+    // None of them is the kernel's business.
+    EXPECT_EQ(fuse_arguments(r.options, false)[2], "subtype=diofs,fsname=/b,default_permissions");
+}
+
+TEST(Options, ZeroTurnsReadAheadAndCoalescingOff) {
+    auto r = parse({"-o", "dbopt,readahead=0,writebehind=0", "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.read_ahead, 0u);
+    EXPECT_EQ(r.options.write_behind, 0u);
+    EXPECT_FALSE(r.options.strict);
+}
+
+TEST(Options, SizesAreRoundedUpToWholeMiB) {
+    auto r = parse({"-o", "readahead=1536K,writebehind=1048577,dbopt_mem=3000000", "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.read_ahead, 2u << 20);
+    EXPECT_EQ(r.options.write_behind, 2u << 20);
+    EXPECT_EQ(r.options.dbopt_mem, 3u << 20);
+    // The limits themselves are accepted.
+    r = parse({"-o", "readahead=1M,writebehind=1G,dbopt_mem=2M,io_threads=1,max_threads=256",
+               "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.read_ahead, 1u << 20);
+    EXPECT_EQ(r.options.write_behind, 1u << 30);
+    EXPECT_EQ(r.options.dbopt_mem, 2u << 20);
+    EXPECT_EQ(r.options.io_threads, 1u);
+    EXPECT_EQ(r.options.max_threads, 256u);
+    r = parse({"-o", "io_threads=64,dbopt_mem=64G", "/b", "/m"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.io_threads, 64u);
+    EXPECT_EQ(r.options.dbopt_mem, 64ull << 30);
+}
+
+TEST(Options, BadStreamingValuesAreRefusedByName) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"readahead=abc", "readahead"},       {"readahead=-1", "readahead"},
+        {"readahead=4MB", "readahead"},       {"readahead=2G", "readahead"},
+        {"readahead=1025M", "readahead"},     {"readahead=512K", "readahead"},
+        {"readahead=99999999999G", "readahead"}, {"readahead=", "readahead"},
+        {"writebehind=x", "writebehind"},     {"writebehind=4T", "writebehind"},
+        {"writebehind=2049M", "writebehind"}, {"dbopt_mem=0", "dbopt_mem"},
+        {"dbopt_mem=1M", "dbopt_mem"},        {"dbopt_mem=65G", "dbopt_mem"},
+        {"dbopt_mem=lots", "dbopt_mem"},      {"io_threads=0", "io_threads"},
+        {"io_threads=65", "io_threads"},      {"io_threads=4x", "io_threads"},
+        {"io_threads=-2", "io_threads"},      {"io_threads=", "io_threads"},
+        {"io_threads=1.5", "io_threads"},     {"max_threads=0", "max_threads"},
+        {"max_threads=257", "max_threads"},   {"max_threads=ten", "max_threads"},
+        {"max_threads=99999999999", "max_threads"},
+    };
+    for (auto [word, name] : cases) {
+        auto r = parse({"/b", "/m", "-o", std::string("dbopt,") + word});
+        ASSERT_EQ(r.errors.size(), 1u) << word << " was accepted";
+        EXPECT_TRUE(any_error_mentions(r, name)) << word << ": " << r.errors.front();
+        const std::string value = std::string(word).substr(std::string(word).find('=') + 1);
+        EXPECT_TRUE(any_error_mentions(r, "'" + value + "'")) << word << ": " << r.errors.front();
+    }
+}
+
+TEST(Options, StreamingOptionsNeedOrRefuseValues) {
+    for (const char* name : {"readahead", "writebehind", "dbopt_mem", "io_threads", "max_threads"}) {
+        auto r = parse({"/b", "/m", "-o", name});
+        ASSERT_EQ(r.errors.size(), 1u) << name;
+        EXPECT_TRUE(any_error_mentions(r, std::string("'") + name + "' needs a value")) << name;
+    }
+    for (const char* word : {"strict=1", "clone_fd=yes"}) {
+        auto r = parse({"/b", "/m", "-o", word});
+        ASSERT_EQ(r.errors.size(), 1u) << word;
+        EXPECT_TRUE(any_error_mentions(r, "takes no value")) << word;
+    }
+}
+
+TEST(Options, StreamingErrorsAreCollectedTogether) {
+    auto r = parse({"/b", "/m", "-o",
+                    "dbopt,readahead=x,writebehind=y,dbopt_mem=0,io_threads=0,max_threads=0"});
+    EXPECT_EQ(r.errors.size(), 5u);
+    for (const char* name : {"readahead", "writebehind", "dbopt_mem", "io_threads", "max_threads"})
+        EXPECT_TRUE(any_error_mentions(r, name)) << name;
+}
+
+TEST(Options, StreamingOptionsAreListedInHelp) {
+    const std::string help = usage_text();
+    const std::string accepted = accepted_options_line();
+    for (const char* name :
+         {"strict", "readahead", "writebehind", "dbopt_mem", "io_threads", "max_threads", "clone_fd"}) {
+        EXPECT_NE(help.find(name), std::string::npos) << name << " missing from --help";
+        EXPECT_NE(accepted.find(name), std::string::npos) << name << " missing from the accepted list";
+    }
+}
+
 std::string fuse_o(const Options& o, bool root) {
     auto args = fuse_arguments(o, root);
     EXPECT_GE(args.size(), 3u);

@@ -1,0 +1,419 @@
+// Read-ahead (ReadAhead) against an in-memory backing file that can fail on purpose (a
+// fault-injecting source) or be slow, with 64-byte chunks so that every edge is reached in a
+// few bytes: sequential detection, requests that straddle two chunks, the end of the file,
+// what is dropped when (a non-sequential read, a change of the inode through the mount, an
+// error, drop()), and the bounds on memory. Also the InodeIo rules read-ahead and coalescing
+// rely on, the BufferPool and the IoWorkers.
+
+#include "diofs/buffer_pool.hpp"
+#include "diofs/inode_io.hpp"
+#include "diofs/io_workers.hpp"
+#include "diofs/read_ahead.hpp"
+
+#include "streaming_fakes.hpp"
+
+#include <atomic>
+#include <memory>
+#include <set>
+
+namespace diofs {
+namespace {
+
+constexpr size_t kChunk = 64;
+
+class ReadAheadTest : public ::testing::Test {
+protected:
+    void make(uint64_t window = 4 * kChunk, size_t pool_limit = 64 * kChunk) {
+        ra.reset();
+        workers.reset();  // before the pool: a finished task may still hold a chunk
+        pool = std::make_unique<BufferPool>(kChunk, 8, pool_limit);
+        workers = std::make_unique<IoWorkers>(2);
+        ra = new_read_ahead(window);
+    }
+    std::unique_ptr<ReadAhead> new_read_ahead(uint64_t window) {
+        return std::make_unique<ReadAhead>(
+            [this](char* buf, size_t length, uint64_t offset) {
+                return backing.read(buf, length, offset);
+            },
+            inode, *pool, *workers, window);
+    }
+    void SetUp() override { make(); }
+    void TearDown() override {
+        backing.open();
+        ra.reset();
+        if (pool) {
+            EXPECT_TRUE(wait_in_use(0)) << "chunks not given back to the pool: "
+                                        << pool->counters().in_use << " bytes";
+        }
+        workers.reset();
+        pool.reset();
+    }
+
+    // What read-ahead answers for [offset, offset + length): the bytes, or nothing when the
+    // caller must read them itself. A count must be the whole request, and the view as long.
+    std::optional<std::string> read(uint64_t offset, size_t length, ReadAhead* r = nullptr) {
+        ReadView view;
+        std::optional<ssize_t> n = (r ? r : ra.get())->read(offset, length, view);
+        if (!n)
+            return std::nullopt;
+        EXPECT_EQ(*n, static_cast<ssize_t>(length)) << "read at " << offset;
+        EXPECT_EQ(view.length, static_cast<size_t>(*n)) << "read at " << offset;
+        if (*n <= 0 || !view.data)
+            return std::string();
+        return std::string(view.data, view.length);
+    }
+
+    bool wait_in_use(size_t bytes) {
+        for (int i = 0; i < 2000; ++i) {
+            if (pool->counters().in_use == bytes)
+                return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        return false;
+    }
+
+    FakeBacking backing;
+    InodeIo inode;
+    std::unique_ptr<BufferPool> pool;
+    std::unique_ptr<IoWorkers> workers;
+    std::unique_ptr<ReadAhead> ra;
+};
+
+TEST_F(ReadAheadTest, SequentialReadsAreServedFromChunksReadAhead) {
+    const std::string file = pattern(2000, 1);
+    backing.set_contents(file);
+    auto first = read(0, 16);
+    ASSERT_TRUE(first.has_value()) << "a read from the start of the file is a stream's start";
+    EXPECT_EQ(*first, file.substr(0, 16));
+    // Chunks past the request are asked for, without another read.
+    ASSERT_TRUE(backing.wait_calls(3)) << "nothing was read ahead";
+    for (uint64_t at = 16; at + 16 <= 1024; at += 16) {
+        auto got = read(at, 16);
+        ASSERT_TRUE(got.has_value()) << "sequential read at " << at << " not served";
+        ASSERT_EQ(difference(*got, file.substr(at, 16)), "") << "read at " << at;
+    }
+    std::set<uint64_t> seen;
+    for (const auto& call : backing.calls()) {
+        EXPECT_EQ(call.offset % kChunk, 0u) << "a read-ahead read at " << call.offset;
+        EXPECT_EQ(call.length, kChunk);
+        EXPECT_TRUE(seen.insert(call.offset).second) << "chunk " << call.offset << " read twice";
+    }
+    EXPECT_GE(*seen.rbegin(), 1024u) << "read-ahead did not keep ahead of the reader";
+    EXPECT_LE(*seen.rbegin(), 1024u + 16 + 4 * kChunk) << "read further ahead than the window";
+}
+
+TEST_F(ReadAheadTest, RequestsStraddlingTwoChunksAreJoined) {
+    const std::string file = pattern(2000, 2);
+    backing.set_contents(file);
+    for (uint64_t at = 0; at + 50 <= 1500; at += 50) {
+        auto got = read(at, 50);
+        ASSERT_TRUE(got.has_value()) << "sequential read at " << at << " not served";
+        ASSERT_EQ(difference(*got, file.substr(at, 50)), "") << "read at " << at;
+    }
+    // A whole chunk's worth, off alignment.
+    auto got = read(1500, 64);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, file.substr(1500, 64));
+}
+
+TEST_F(ReadAheadTest, ANonSequentialReadGivesNothingAndDropsTheChunks) {
+    const std::string file = pattern(2000, 3);
+    backing.set_contents(file);
+    ASSERT_TRUE(read(0, 16).has_value());
+    EXPECT_GT(ra->chunks(), 0u);
+    EXPECT_FALSE(read(500, 16).has_value()) << "a jump was served from read-ahead";
+    EXPECT_EQ(ra->chunks(), 0u) << "the chunks of the old stream were kept";
+    // The jump is the start of a new stream.
+    auto got = read(516, 16);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, file.substr(516, 16));
+    // Backwards is not sequential either.
+    EXPECT_FALSE(read(0, 16).has_value());
+    EXPECT_EQ(ra->chunks(), 0u);
+}
+
+// Read-ahead answers only what lies wholly inside the file; the rest is the caller's (whose
+// direct read finds the end of file), and it never answers bytes past the end.
+TEST_F(ReadAheadTest, TheEndOfTheFileIsLeftToTheCaller) {
+    for (size_t size : {size_t{150}, size_t{128}, size_t{64}, size_t{5}}) {
+        SCOPED_TRACE("a file of " + std::to_string(size) + " bytes");
+        make();
+        const std::string file = pattern(size, 4 + size);
+        backing.set_contents(file);
+        for (uint64_t at = 0; at < size + 40; at += 10) {
+            auto got = read(at, 10);
+            if (at + 10 <= size) {
+                ASSERT_TRUE(got.has_value()) << "read at " << at << " inside the file not served";
+                EXPECT_EQ(*got, file.substr(at, 10)) << "read at " << at;
+            } else {
+                EXPECT_FALSE(got.has_value())
+                    << "read at " << at << " past the end answered with " << got->size()
+                    << " bytes";
+            }
+        }
+    }
+    make();
+    backing.set_contents("");
+    EXPECT_FALSE(read(0, 10).has_value()) << "an empty file answered";
+}
+
+// Another descriptor wrote to the inode through the mount (InodeIo::change): what was read
+// ahead before is stale and must not be served.
+TEST_F(ReadAheadTest, AChangeThroughTheMountDropsWhatWasReadAhead) {
+    std::string file = pattern(1000, 5);
+    backing.set_contents(file);
+    ASSERT_TRUE(read(0, 16).has_value());
+    ASSERT_TRUE(backing.wait_calls(3)) << "nothing was read ahead";
+    const std::string fresh = pattern(40, 6);
+    {
+        auto change = inode.change();
+        backing.put(100, fresh);
+    }
+    file.replace(100, 40, fresh);
+    for (uint64_t at = 16; at + 16 <= 600; at += 16) {
+        auto got = read(at, 16);
+        if (got) {
+            ASSERT_EQ(difference(*got, file.substr(at, 16)), "")
+                << "read at " << at << " served bytes from before the change";
+        }
+    }
+}
+
+// The control of the test above: without a change through InodeIo, read-ahead serves what it
+// read (documented: changes made outside the mount are not seen within the window). So the
+// reads above did come from read-ahead memory.
+TEST_F(ReadAheadTest, AChangeOutsideTheMountIsNotSeenWithinTheWindow) {
+    const std::string file = pattern(1000, 7);
+    backing.set_contents(file);
+    ASSERT_TRUE(read(0, 16).has_value());
+    ASSERT_TRUE(backing.wait_calls(3)) << "nothing was read ahead";
+    backing.put(100, pattern(40, 8));
+    for (uint64_t at = 16; at + 16 <= 160; at += 16) {
+        auto got = read(at, 16);
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(*got, file.substr(at, 16)) << "read at " << at;
+    }
+}
+
+TEST_F(ReadAheadTest, NothingIsReadAheadWhileAChangeIsUnderWay) {
+    const std::string file = pattern(1000, 9);
+    backing.set_contents(file);
+    {
+        auto change = inode.change();
+        EXPECT_FALSE(read(0, 16).has_value());
+        EXPECT_EQ(ra->chunks(), 0u);
+        EXPECT_EQ(backing.calls().size(), 0u) << "read ahead while the file was being changed";
+    }
+    auto got = read(16, 16);
+    ASSERT_TRUE(got.has_value()) << "the stream does not go on once the change is done";
+    EXPECT_EQ(*got, file.substr(16, 16));
+}
+
+// A failed read-ahead read is not an answer: the caller reads (and reports the error) itself.
+TEST_F(ReadAheadTest, AFailedReadIsLeftToTheCaller) {
+    const std::string file = pattern(1000, 10);
+    backing.set_contents(file);
+    backing.fail_from(64 + 10, EIO);
+    auto got = read(0, 16);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, file.substr(0, 16));
+    EXPECT_FALSE(read(16, 60).has_value()) << "a read into the failed chunk was answered";
+    EXPECT_EQ(ra->chunks(), 0u);
+    backing.heal();
+    got = read(76, 16);
+    if (got) {
+        EXPECT_EQ(*got, file.substr(76, 16));
+    }
+}
+
+TEST_F(ReadAheadTest, DropForgetsEverything) {
+    const std::string file = pattern(1000, 11);
+    backing.set_contents(file);
+    ASSERT_TRUE(read(0, 16).has_value());
+    ra->drop();
+    EXPECT_EQ(ra->chunks(), 0u);
+    EXPECT_TRUE(wait_in_use(0)) << "dropped chunks not given back";
+    const std::string fresh = pattern(16, 12);
+    backing.put(16, fresh);  // even from outside: nothing old is left to serve
+    auto got = read(16, 16);
+    if (got) {
+        EXPECT_EQ(*got, fresh);
+    }
+}
+
+// The pool is the limit of the whole mount: read-ahead never holds more, and a stream that
+// finds nothing left is simply not read ahead.
+TEST_F(ReadAheadTest, MemoryIsBoundedByThePool) {
+    make(/*window=*/1024, /*pool_limit=*/2 * kChunk);
+    const std::string file = pattern(3000, 13);
+    backing.set_contents(file);
+    for (uint64_t at = 0; at + 32 <= 1000; at += 32) {
+        auto got = read(at, 32);
+        if (got) {
+            ASSERT_EQ(*got, file.substr(at, 32)) << "read at " << at;
+        }
+        EXPECT_LE(ra->chunks(), 2u);
+    }
+    auto other = new_read_ahead(1024);
+    for (uint64_t at = 0; at + 32 <= 400; at += 32) {
+        auto got = read(at, 32, other.get());
+        if (got) {
+            ASSERT_EQ(*got, file.substr(at, 32)) << "other stream, read at " << at;
+        }
+    }
+    other.reset();
+    EXPECT_LE(pool->counters().peak, 2 * kChunk);
+}
+
+TEST_F(ReadAheadTest, DestructionWaitsForTheReadsUnderWay) {
+    backing.set_delay(std::chrono::milliseconds(30));
+    const std::string file = pattern(2000, 14);
+    backing.set_contents(file);
+    ASSERT_TRUE(read(0, 16).has_value());
+    // Chunks past the first are still being read by the workers.
+    ra.reset();
+    EXPECT_TRUE(wait_in_use(0));
+}
+
+TEST_F(ReadAheadTest, AZeroWindowNeverReadsAhead) {
+    make(/*window=*/0);
+    backing.set_contents(pattern(1000, 15));
+    for (uint64_t at = 0; at < 200; at += 20)
+        EXPECT_FALSE(read(at, 20).has_value());
+    EXPECT_TRUE(backing.calls().empty());
+}
+
+// --- InodeIo ----------------------------------------------------------------------------------
+
+class FakeParticipant : public InodeIo::Participant {
+public:
+    explicit FakeParticipant(uint64_t end = 0) : end_(end) {}
+    void settle() override { ++settles; }
+    void settle_overlapping(uint64_t begin, uint64_t end) override {
+        overlapping.emplace_back(begin, end);
+    }
+    void drop_read_ahead() override { ++drops; }
+    uint64_t pending_end() const override { return end_; }
+
+    int settles = 0, drops = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> overlapping;
+
+private:
+    uint64_t end_;
+};
+
+TEST(InodeIo, GenerationsCountChanges) {
+    InodeIo io;
+    ASSERT_TRUE(io.quiet_generation().has_value());
+    const uint64_t g = *io.quiet_generation();
+    EXPECT_TRUE(io.unchanged_since(g));
+    {
+        auto change = io.change();
+        EXPECT_FALSE(io.quiet_generation().has_value()) << "quiet while a change is under way";
+        EXPECT_FALSE(io.unchanged_since(g));
+        auto second = io.change();
+        EXPECT_FALSE(io.quiet_generation().has_value());
+    }
+    ASSERT_TRUE(io.quiet_generation().has_value());
+    EXPECT_NE(*io.quiet_generation(), g);
+    EXPECT_FALSE(io.unchanged_since(g));
+    EXPECT_TRUE(io.unchanged_since(*io.quiet_generation()));
+}
+
+TEST(InodeIo, EveryParticipantIsAskedAsTheRulesSay) {
+    InodeIo io;
+    FakeParticipant writer(10), a(5000), b(300), gone(99999);
+    io.attach(&writer);
+    io.attach(&a);
+    io.attach(&b);
+    io.attach(&gone);
+    io.detach(&gone);
+    EXPECT_EQ(io.pending_end(), 5000u);
+
+    // Before a write: the others' overlapping writes out, their read-ahead dropped.
+    io.before_write(&writer, 100, 200);
+    EXPECT_EQ(writer.overlapping.size(), 0u);
+    EXPECT_EQ(writer.drops, 0);
+    EXPECT_EQ(a.overlapping, (std::vector<std::pair<uint64_t, uint64_t>>{{100, 200}}));
+    EXPECT_EQ(b.overlapping, (std::vector<std::pair<uint64_t, uint64_t>>{{100, 200}}));
+    EXPECT_EQ(a.drops, 1);
+    EXPECT_EQ(b.drops, 1);
+
+    // Before a read: every pending write, of every file.
+    io.settle();
+    EXPECT_EQ(writer.settles, 1);
+    EXPECT_EQ(a.settles, 1);
+    EXPECT_EQ(b.settles, 1);
+
+    // Before another change: everything out, every read-ahead dropped.
+    io.before_change();
+    EXPECT_EQ(writer.settles, 2);
+    EXPECT_EQ(a.settles, 2);
+    EXPECT_EQ(writer.drops, 1);
+    EXPECT_EQ(a.drops, 2);
+    EXPECT_EQ(gone.settles + gone.drops, 0) << "a detached file was asked";
+    io.detach(&writer);
+    io.detach(&a);
+    io.detach(&b);
+    EXPECT_EQ(io.pending_end(), 0u);
+}
+
+// --- BufferPool and IoWorkers -------------------------------------------------------------------
+
+TEST(BufferPool, NeverMoreThanItsLimitAndChunksAreReused) {
+    BufferPool pool(64, 32, 200);  // room for three chunks
+    std::vector<AlignedBuffer> taken;
+    for (int i = 0; i < 3; ++i) {
+        auto b = pool.take();
+        ASSERT_TRUE(b.has_value()) << "chunk " << i;
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(b->data()) % 32, 0u) << "misaligned chunk";
+        taken.push_back(std::move(*b));
+    }
+    EXPECT_FALSE(pool.take().has_value()) << "a chunk past the limit";
+    EXPECT_EQ(pool.counters().in_use, 192u);
+    EXPECT_EQ(pool.counters().peak, 192u);
+    const char* first = taken.back().data();
+    pool.give(std::move(taken.back()));
+    taken.pop_back();
+    EXPECT_EQ(pool.counters().in_use, 128u);
+    auto again = pool.take();
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->data(), first) << "a chunk given back is not reused";
+    EXPECT_EQ(pool.counters().allocated, 192u);
+    taken.push_back(std::move(*again));
+    for (auto& b : taken)
+        pool.give(std::move(b));
+    EXPECT_EQ(pool.counters().in_use, 0u);
+    EXPECT_EQ(pool.counters().peak, 192u);
+}
+
+TEST(IoWorkers, RunInParallelAndFinishWhatIsQueued) {
+    std::atomic<int> ran{0};
+    std::mutex m;
+    std::condition_variable cv;
+    int arrived = 0;
+    bool both = false;
+    auto workers = std::make_unique<IoWorkers>(2);
+    // Two tasks that wait for each other: they can only both see the other on two threads.
+    for (int i = 0; i < 2; ++i)
+        workers->post([&] {
+            std::unique_lock lock(m);
+            ++arrived;
+            cv.notify_all();
+            if (cv.wait_for(lock, std::chrono::seconds(5), [&] { return arrived == 2; }))
+                both = true;
+            ++ran;
+        });
+    for (int i = 0; i < 100; ++i)
+        workers->post([&] {
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+            ++ran;
+        });
+    // The destructor runs what is still queued, then ends the threads.
+    workers.reset();
+    EXPECT_EQ(ran.load(), 102);
+    EXPECT_TRUE(both) << "two workers did not run at the same time";
+}
+
+}  // namespace
+}  // namespace diofs
