@@ -61,31 +61,41 @@ void CallerCredentials::init_process() {
         g_can_switch = false;
 }
 
-CallerCredentials::CallerCredentials(fuse_req_t req) {
-    if (!g_can_switch)
-        return;
+Credentials Credentials::of(fuse_req_t req) {
+    Credentials c;
     const fuse_ctx* ctx = fuse_req_ctx(req);
-    if (ctx->uid == g_daemon_uid && ctx->gid == g_daemon_gid)
-        return;  // the daemon's own credentials: nothing would change
-    thread_local std::vector<gid_t> groups(32);
-    groups.resize(groups.capacity());
-    // Supplementary groups come from /proc/<tid>/status of the caller. A caller that has
-    // exited meanwhile gets its primary group only.
-    int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
-    if (n > static_cast<int>(groups.size())) {
-        groups.resize(static_cast<size_t>(n));
-        n = fuse_req_getgroups(req, n, groups.data());
+    c.uid = ctx->uid;
+    c.gid = ctx->gid;
+    if (!g_can_switch || (ctx->uid == g_daemon_uid && ctx->gid == g_daemon_gid))
+        return c;  // nothing would change
+    c.groups.resize(32);
+    int n = fuse_req_getgroups(req, static_cast<int>(c.groups.size()), c.groups.data());
+    if (n > static_cast<int>(c.groups.size())) {
+        c.groups.resize(static_cast<size_t>(n));
+        n = fuse_req_getgroups(req, n, c.groups.data());
     }
-    groups.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    thread_setgroups(groups);
-    thread_setfsgid(ctx->gid);
-    thread_setfsuid(ctx->uid);
-    if (ctx->uid != 0)
+    c.groups.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    c.switches = true;
+    return c;
+}
+
+bool Credentials::same_ids(fuse_req_t req) const {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    return ctx->uid == uid && ctx->gid == gid;
+}
+
+AsCredentials::AsCredentials(const Credentials& c) {
+    if (!c.switches)
+        return;
+    thread_setgroups(c.groups);
+    thread_setfsgid(c.gid);
+    thread_setfsuid(c.uid);
+    if (c.uid != 0)
         thread_set_effective_caps(false);
     switched_ = true;
 }
 
-CallerCredentials::~CallerCredentials() {
+AsCredentials::~AsCredentials() {
     if (!switched_)
         return;
     // Capabilities and fsuid first: setgroups() needs CAP_SETGID back.

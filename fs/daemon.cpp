@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdlib>
@@ -87,13 +88,33 @@ private:
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
         int sig;
-        while (::sigwait(&set, &sig) == 0 && !stopping_)
-            spdlog::info("stats: inodes={}", fs_.inodes().size());
+        while (::sigwait(&set, &sig) == 0 && !stopping_) {
+            if (Streaming* streaming = fs_.streaming()) {
+                BufferPool::Counters c = streaming->pool.counters();
+                spdlog::info("stats: inodes={} buffers_in_use={}K buffers_held={}K "
+                             "buffers_peak={}K buffers_limit={}K",
+                             fs_.inodes().size(), c.in_use >> 10, c.allocated >> 10,
+                             c.peak >> 10, streaming->pool.limit() >> 10);
+            } else {
+                spdlog::info("stats: inodes={}", fs_.inodes().size());
+            }
+        }
     }
     Filesystem& fs_;
     std::atomic<bool> stopping_ = false;
     std::thread thread_;
 };
+
+// FUSE worker threads. The kernel hands each request to the thread that has waited longest, so
+// with many idle threads a sequential reader's requests go round all of them, each cold;
+// measured on 2 CPUs (docs/benchmarks.md), dd bs=16K through dbopt reads about 1.5x faster
+// with 2 threads than with libfuse's default of 10. Blocking work (read-ahead, writeouts) runs
+// on the I/O threads, so few workers suffice: one per CPU, at least 2.
+unsigned max_worker_threads(const Options& options) {
+    if (options.max_threads)
+        return options.max_threads;
+    return std::max(2u, std::thread::hardware_concurrency());
+}
 
 struct SessionDeleter {
     void operator()(fuse_session* se) const noexcept { fuse_session_destroy(se); }
@@ -159,6 +180,13 @@ int run_daemon(const Options& given) {
     }
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");
+    if (options.dbopt && fs.streaming())
+        spdlog::info("dbopt: read-ahead {} KiB, coalescing {} KiB per open file; {} KiB of "
+                     "buffers and {} I/O threads for the mount",
+                     options.read_ahead >> 10, options.write_behind >> 10,
+                     options.dbopt_mem >> 10, options.io_threads);
+    else if (options.dbopt)
+        spdlog::info("dbopt: strict (every request one direct transfer)");
     if (options.dbopt) {
         DiscoveredAlignment root = fs.root_alignment();
         if (root.option_below_requirement)
@@ -179,9 +207,14 @@ int run_daemon(const Options& given) {
     {
         StatsReporter stats(fs);
         fuse_loop_config* config = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_max_threads(config, max_worker_threads(options));
+        fuse_loop_cfg_set_clone_fd(config, options.clone_fd ? 1 : 0);
         rv = fuse_session_loop_mt(se.get(), config);
         fuse_loop_cfg_destroy(config);
     }
+    // Told to stop with files still open: what they hold back goes out before the mount does.
+    if (Streaming* streaming = fs.streaming())
+        streaming->settle_all();
     fuse_session_unmount(se.get());
     fuse_remove_signal_handlers(se.get());
     if (rv < 0) {

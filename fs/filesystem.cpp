@@ -7,6 +7,7 @@
 
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace diofs {
@@ -15,7 +16,12 @@ Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& roo
     : options_(std::move(options)),
       root_(std::move(root_fd), root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT),
       alignment_(system_alignment_probes(), options_.dio_align),
-      page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
+      page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {
+    if (options_.dbopt && !options_.strict &&
+        (options_.read_ahead > 0 || options_.write_behind > 0))
+        streaming_ = std::make_unique<Streaming>(options_.dbopt_mem, options_.io_threads,
+                                                 options_.read_ahead, options_.write_behind);
+}
 
 Inode& Filesystem::inode(fuse_ino_t ino) {
     if (ino == FUSE_ROOT_ID)
@@ -46,8 +52,8 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     int rv = sys::stat_path_fd(path_fd.get(), &e->attr);
     if (rv < 0)
         return rv;
-    present(e->attr);
     Inode& inode = inodes_.acquire(std::move(path_fd), e->attr);
+    present(inode, e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = e->entry_timeout = cache_timeout();
     return 0;
@@ -58,9 +64,12 @@ void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
         inodes_.forget(inode(ino), n);
 }
 
-void Filesystem::present(struct stat& st) const {
-    if (options_.dbopt && S_ISREG(st.st_mode))
-        st.st_blksize = kDirectIoBlockSize;
+void Filesystem::present(Inode& inode, struct stat& st) const {
+    if (!options_.dbopt || !S_ISREG(st.st_mode))
+        return;
+    st.st_blksize = kDirectIoBlockSize;
+    if (streaming_)
+        st.st_size = std::max(st.st_size, static_cast<off_t>(inode.io.pending_end()));
 }
 
 void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size) {
@@ -79,7 +88,12 @@ DiscoveredAlignment Filesystem::root_alignment() {
     return alignment_.discover(root_.path_fd.get(), root_.dev);
 }
 
-std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_fd, int flags) {
+std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_fd, int flags,
+                                                    int open_flags) {
+    DirectFile::Access access;
+    access.reads = (open_flags & O_ACCMODE) != O_WRONLY;
+    access.writes = (open_flags & O_ACCMODE) != O_RDONLY;
+    access.synchronous = (open_flags & (O_SYNC | O_DSYNC | O_DIRECT)) != 0;
     // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
     int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);
     if (fd >= 0) {
@@ -87,7 +101,8 @@ std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_f
         DiscoveredAlignment found = alignment_.discover(fd, inode.dev);
         if (found.alignment)
             return std::make_unique<DirectFile>(std::move(direct_fd), buffered_fd,
-                                                *found.alignment, inode.write_ranges, page_size_);
+                                                *found.alignment, inode.io, page_size_,
+                                                streaming_.get(), access);
     }
     {
         std::lock_guard lock(warned_mutex_);
@@ -97,7 +112,7 @@ std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_f
                          major(inode.dev), minor(inode.dev),
                          fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
     }
-    return std::make_unique<DirectFile>(buffered_fd, inode.write_ranges, page_size_);
+    return std::make_unique<DirectFile>(buffered_fd, inode.io, page_size_);
 }
 
 Filesystem& filesystem_of(fuse_req_t req) {

@@ -43,6 +43,36 @@ Setter mount_flag(std::string_view name, std::string_view opposite) {
     };
 }
 
+// A size in whole MiB between `min` and `max` (or 0 when `zero_ok`), rounded up to a MiB.
+Setter size_option(uint64_t Options::*member, std::string_view name, uint64_t min, uint64_t max,
+                   bool zero_ok) {
+    return [=](Options& o, std::string_view v) -> std::optional<std::string> {
+        std::optional<uint64_t> size = parse_size(v);
+        if (size && *size == 0 && zero_ok) {
+            o.*member = 0;
+            return std::nullopt;
+        }
+        if (!size || *size < min || *size > max)
+            return std::string(name) + ": '" + std::string(v) + "' is not a size from " +
+                   std::to_string(min >> 20) + "M to " + std::to_string(max >> 20) + "M" +
+                   (zero_ok ? " or 0" : "") + " (e.g. 4M, 64M, 1G)";
+        o.*member = (*size + kMiB - 1) / kMiB * kMiB;
+        return std::nullopt;
+    };
+}
+
+Setter count_option(unsigned Options::*member, std::string_view name, unsigned min, unsigned max) {
+    return [=](Options& o, std::string_view v) -> std::optional<std::string> {
+        unsigned value = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+        if (ec != std::errc() || end != v.data() + v.size() || value < min || value > max)
+            return std::string(name) + ": '" + std::string(v) + "' is not a number from " +
+                   std::to_string(min) + " to " + std::to_string(max);
+        o.*member = value;
+        return std::nullopt;
+    };
+}
+
 const std::vector<OptionSpec>& option_specs() {
     static const std::vector<OptionSpec> specs = [] {
         std::vector<OptionSpec> s = {
@@ -73,6 +103,23 @@ const std::vector<OptionSpec>& option_specs() {
                  o.dio_align = static_cast<uint32_t>(value);
                  return std::nullopt;
              }},
+            {"strict", false,
+             "dbopt: every write on the device when it returns, every read from it "
+             "(no read-ahead, no coalescing)",
+             flag(&Options::strict)},
+            {"readahead", true, "dbopt: read-ahead window per open file (default 4M; 0: none)",
+             size_option(&Options::read_ahead, "readahead", kMiB, 1024 * kMiB, true)},
+            {"writebehind", true,
+             "dbopt: coalesced writes held per open file (default 4M; 0: none)",
+             size_option(&Options::write_behind, "writebehind", kMiB, 1024 * kMiB, true)},
+            {"dbopt_mem", true, "dbopt: read-ahead and coalescing memory of the mount (default 32M)",
+             size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
+            {"io_threads", true, "dbopt: threads for read-ahead and writeouts (default 4)",
+             count_option(&Options::io_threads, "io_threads", 1, 64)},
+            {"max_threads", true, "FUSE worker threads at most (default: the CPUs, at least 2)",
+             count_option(&Options::max_threads, "max_threads", 1, 256)},
+            {"clone_fd", false, "a /dev/fuse descriptor of its own for each worker thread",
+             flag(&Options::clone_fd)},
             {"allow_other", false, "let every user use the mount (default when run as root)",
              [](Options& o, std::string_view) -> std::optional<std::string> {
                  o.allow_other = true;
@@ -176,6 +223,26 @@ void parse_option(std::string_view word, Options& options, std::vector<std::stri
 
 }  // namespace
 
+std::optional<uint64_t> parse_size(std::string_view text) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end == text.data())
+        return std::nullopt;
+    std::string_view suffix(end, static_cast<size_t>(text.data() + text.size() - end));
+    unsigned shift = 0;
+    if (suffix == "K" || suffix == "k")
+        shift = 10;
+    else if (suffix == "M" || suffix == "m")
+        shift = 20;
+    else if (suffix == "G" || suffix == "g")
+        shift = 30;
+    else if (!suffix.empty())
+        return std::nullopt;
+    if (shift && value > (UINT64_MAX >> shift))
+        return std::nullopt;
+    return value << shift;
+}
+
 std::string accepted_options_line() {
     std::string line;
     for (const auto& spec : option_specs()) {
@@ -212,7 +279,18 @@ std::string usage_text() {
         "      ro, nosuid, nodev, noexec, noatime, sync, ... generic mount flags\n"
         "      defaults, nofail, _netdev, noauto, x-*, ...   for mount(8), ignored here\n"
         "  -h, --help     this text\n"
-        "  -V, --version  the version\n";
+        "  -V, --version  the version\n"
+        "\n"
+        "When bytes reach the device under dbopt:\n"
+        "  default   a write is held with the contiguous writes around it and written out with\n"
+        "            O_DIRECT when its 1 MiB chunk is full (at once, by an I/O thread), or at the\n"
+        "            latest on close (which waits for it), fsync, a write elsewhere in the file,\n"
+        "            or a read, setattr, fallocate, lseek or copy of the file through the mount.\n"
+        "            A failure found then is returned by the next write, fsync or close.\n"
+        "            Sequential reads are read ahead into the daemon's memory (never the page\n"
+        "            cache); a write through the mount drops what was read ahead.\n"
+        "  strict    every write is on the device when it returns; every read comes from it.\n"
+        "  O_SYNC, O_DSYNC, O_DIRECT files: as strict, whatever the mount options.\n";
     return text;
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 
 namespace diofs {
 namespace {
@@ -25,23 +26,65 @@ AlignedBuffer& thread_read_buffer() {
 
 }  // namespace
 
+void Streaming::settle_all() {
+    std::lock_guard lock(files_mutex_);
+    for (InodeIo::Participant* file : files_)
+        file->settle();
+}
+
 DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment,
-                       RangeLock& ranges, size_t page_size)
+                       InodeIo& inode, size_t page_size, Streaming* streaming, Access access)
     : buffered_fd_(buffered_fd),
       page_size_(page_size),
       direct_fd_(std::move(direct_fd)),
       io_(std::make_unique<PosixBackingIo>(direct_fd_.get(), buffered_fd, page_size)),
       engine_(alignment, page_size),
-      ranges_(ranges) {}
+      inode_(inode) {
+    // A chunk must be a whole number of aligned blocks (dio_align goes up to the chunk size).
+    if (streaming && !access.synchronous && streaming->pool.chunk() % alignment.offset == 0) {
+        if (access.reads && streaming->read_ahead > 0)
+            read_ahead_ = std::make_unique<ReadAhead>(
+                [this](char* buf, size_t length, uint64_t offset) {
+                    return io_->direct_pread(buf, length, offset);
+                },
+                inode_, streaming->pool, streaming->workers, streaming->read_ahead);
+        if (access.writes && streaming->write_behind > 0)
+            write_behind_ = std::make_unique<WriteBehind>(
+                [this](const char* buf, size_t length, uint64_t offset) {
+                    return write_now(buf, length, offset);
+                },
+                streaming->pool, streaming->workers, streaming->write_behind, alignment.offset);
+    }
+    if (write_behind_) {
+        streaming_ = streaming;
+        std::lock_guard lock(streaming_->files_mutex_);
+        streaming_->files_.insert(this);
+    }
+    inode_.attach(this);
+}
 
-DirectFile::DirectFile(int buffered_fd, RangeLock& ranges, size_t page_size)
+DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size)
     : buffered_fd_(buffered_fd),
       page_size_(page_size),
       engine_(DioAlignment{1, 1}, page_size),
-      ranges_(ranges) {
+      inode_(inode) {
     auto dropping = std::make_unique<DroppingBackingIo>(buffered_fd, page_size);
     dropping_ = dropping.get();
     io_ = std::move(dropping);
+    inode_.attach(this);
+}
+
+DirectFile::~DirectFile() {
+    // Pending writes out while other descriptors can still see them, then gone from the
+    // inode before the members that answer its questions go.
+    settle();
+    inode_.detach(this);
+    if (streaming_) {
+        std::lock_guard lock(streaming_->files_mutex_);
+        streaming_->files_.erase(this);
+    }
+    write_behind_.reset();
+    read_ahead_.reset();
 }
 
 uint64_t DirectFile::backing_size() const {
@@ -49,14 +92,37 @@ uint64_t DirectFile::backing_size() const {
     return sys::fstat(buffered_fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
-ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset) {
+ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
+    std::lock_guard one_at_a_time(inode_.writing);
+    auto change = inode_.change();
     // A write that starts past an unaligned end of file makes the filesystem zero the rest of
     // the old last block through the page cache (xfs): that page is dropped after the write.
     const uint64_t old_size = is_direct() ? backing_size() : 0;
-    ssize_t n = engine_.write(*io_, ranges_, buf, length, offset);
+    ssize_t n = engine_.write(*io_, inode_.ranges, buf, length, offset);
     if (n > 0 && offset > old_size)
         drop_end_of_file_page(buffered_fd_, old_size, page_size_);
     return n;
+}
+
+ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
+                          std::shared_ptr<const Credentials> who) {
+    inode_.before_write(this, offset, offset + length);
+    if (read_ahead_)
+        read_ahead_->drop();
+    size_t taken = 0;
+    if (write_behind_) {
+        ssize_t n = write_behind_->write(buf, length, offset, who);
+        if (n < 0 || static_cast<size_t>(n) == length)
+            return n;
+        taken = static_cast<size_t>(n);  // the mount's buffer memory is taken: the rest now
+    }
+    std::optional<AsCredentials> as_writer;
+    if (who)
+        as_writer.emplace(*who);
+    ssize_t n = write_now(buf + taken, length - taken, offset + taken);
+    if (n < 0)
+        return taken ? static_cast<ssize_t>(taken) : n;
+    return static_cast<ssize_t>(taken) + n;
 }
 
 void DirectFile::size_changed(uint64_t old_size) {
@@ -64,23 +130,52 @@ void DirectFile::size_changed(uint64_t old_size) {
 }
 
 ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
+    inode_.settle();
+    if (read_ahead_)
+        if (std::optional<ssize_t> n = read_ahead_->read(offset, length, view))
+            return *n;
     return engine_.read(*io_, offset, length, thread_read_buffer(), view);
 }
 
 int DirectFile::sync(bool datasync) {
-    if (dropping_)
-        return dropping_->drop_all();
-    return sys::fsync(direct_fd_.get(), datasync);
+    inode_.settle();
+    const int failed = write_behind_ ? write_behind_->take_error() : 0;
+    const int rv = dropping_ ? dropping_->drop_all() : sys::fsync(direct_fd_.get(), datasync);
+    return failed < 0 ? failed : rv;
 }
 
 int DirectFile::flush() {
-    if (dropping_)
-        return dropping_->drop_all();
-    return sys::close_dup(direct_fd_.get());
+    settle();
+    const int failed = write_behind_ ? write_behind_->take_error() : 0;
+    const int rv = dropping_ ? dropping_->drop_all() : sys::close_dup(direct_fd_.get());
+    return failed < 0 ? failed : rv;
+}
+
+void DirectFile::settle() {
+    if (write_behind_)
+        write_behind_->settle();
+}
+
+void DirectFile::settle_overlapping(uint64_t begin, uint64_t end) {
+    if (!write_behind_)
+        return;
+    auto [first, last] = write_behind_->pending();
+    if (first < end && begin < last)
+        write_behind_->settle();
+}
+
+void DirectFile::drop_read_ahead() {
+    if (read_ahead_)
+        read_ahead_->drop();
+}
+
+uint64_t DirectFile::pending_end() const {
+    return write_behind_ ? write_behind_->pending().second : 0;
 }
 
 ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile& out, int out_fd,
-                         uint64_t off_out, size_t length) {
+                         uint64_t off_out, size_t length, std::shared_ptr<const Credentials> who) {
+    in.inode_.settle();
     struct stat st;
     if (int rv = sys::fstat(in_fd, &st); rv < 0)
         return rv;
@@ -91,13 +186,22 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
 
     // Shared extents: nothing to copy at all (xfs, btrfs). The filesystem checks alignment and
     // says EINVAL or EOPNOTSUPP when it cannot; then the bytes are copied.
-    file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
-    const uint64_t out_size = out.backing_size();
-    if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
-        out.size_changed(out_size);
-        return static_cast<ssize_t>(want);
+    {
+        out.inode_.before_change();
+        auto change = out.inode_.change();
+        file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
+        const uint64_t out_size = out.backing_size();
+        std::optional<AsCredentials> as_writer;
+        if (who)
+            as_writer.emplace(*who);
+        if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
+            out.size_changed(out_size);
+            return static_cast<ssize_t>(want);
+        }
     }
 
+    // Byte by byte: the source read ahead, the target coalesced, as a cp with read() and
+    // write() would be.
     want = std::min(want, kCopyPerRequest);
     uint64_t done = 0;
     while (done < want) {
@@ -108,7 +212,7 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
                 return n;
             break;
         }
-        ssize_t w = out.write(view.data, view.length, off_out + done);
+        ssize_t w = out.write(view.data, view.length, off_out + done, who);
         if (w < 0)
             return done ? static_cast<ssize_t>(done) : w;
         done += static_cast<uint64_t>(w);

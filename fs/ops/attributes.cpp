@@ -18,11 +18,12 @@ int stat_inode(Inode& inode, const fuse_file_info* fi, struct stat* st) {
 void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "getattr", [&] {
         auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
         struct stat st;
-        int rv = stat_inode(fs.inode(ino), fi, &st);
+        int rv = stat_inode(inode, fi, &st);
         if (rv < 0)
             return reply_status(req, rv);
-        fs.present(st);
+        fs.present(inode, st);
         fuse_reply_attr(req, &st, fs.cache_timeout());
     });
 }
@@ -80,6 +81,10 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
     guarded(req, "setattr", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
+        // Pending coalesced writes go out first: a truncate must cut them too, and times and
+        // modes are set after the writes that came before.
+        inode.io.before_change();
+        auto change = inode.io.change();
         struct stat st;
         int rv = stat_inode(inode, fi, &st);
         if (rv == 0 && is_kernel_setid_clear(req, st, *attr, valid)) {
@@ -98,7 +103,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
             rv = stat_inode(inode, fi, &st);
         if (rv < 0)
             return reply_status(req, rv);
-        fs.present(st);
+        fs.present(inode, st);
         fuse_reply_attr(req, &st, fs.cache_timeout());
     });
 }

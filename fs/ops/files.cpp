@@ -8,6 +8,7 @@
 #include "handlers.hpp"
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace diofs::ops {
@@ -25,7 +26,8 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
                                          fuse_file_info* fi) {
     auto file = std::make_unique<OpenFile>(std::move(fd));
     if (fs.options().dbopt && inode.type == S_IFREG) {
-        file->direct = fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags));
+        file->direct =
+            fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags), fi->flags);
         fi->direct_io = 1;
     }
     return file;
@@ -42,14 +44,22 @@ void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> fi
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "open", [&] {
         auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
+        // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
+        // read-ahead is dropped, as for a truncate through setattr.
+        std::optional<InodeIo::Change> truncating;
+        if (fi->flags & O_TRUNC) {
+            inode.io.before_change();
+            truncating.emplace(inode.io);
+        }
         int fd;
         {
             CallerCredentials as_caller(req);
-            fd = sys::open_via_proc(fs.inode(ino).path_fd.get(), backing_open_flags(fi->flags));
+            fd = sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
         }
         if (fd < 0)
             return reply_status(req, fd);
-        reply_open(req, fi, make_open_file(fs, fs.inode(ino), UniqueFd(fd), fi));
+        reply_open(req, fi, make_open_file(fs, inode, UniqueFd(fd), fi));
     });
 }
 
@@ -78,6 +88,13 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         else
             fs.forget(e.ino, 1);
     });
+}
+
+// Who writes through `file` for `req`: kept in the file while the uid and gid stay the same.
+std::shared_ptr<const Credentials> writer_of(fuse_req_t req, OpenFile& file) {
+    if (!file.writer || !file.writer->same_ids(req))
+        file.writer = std::make_shared<const Credentials>(Credentials::of(req));
+    return file.writer;
 }
 
 void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -118,16 +135,15 @@ const char* request_bytes(fuse_bufvec* in, size_t size) {
 
 void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
     guarded(req, "write", [&] {
-        if (auto& direct = open_file_of(fi).direct) {
+        OpenFile& file = open_file_of(fi);
+        if (auto& direct = file.direct) {
             const size_t size = fuse_buf_size(in);
             const char* bytes = request_bytes(in, size);
             if (!bytes)
                 return reply_status(req, -EIO);
-            ssize_t n;
-            {
-                CallerCredentials as_caller(req);
-                n = direct->write(bytes, size, static_cast<uint64_t>(off));
-            }
+            // As the caller, now or when a coalesced write goes out: the backing filesystem
+            // charges the caller's quota and keeps root's reserved blocks from them.
+            ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file));
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
             fuse_reply_write(req, static_cast<size_t>(n));
@@ -137,7 +153,7 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
         out.count = 1;
         out.buf[0].size = fuse_buf_size(in);
         out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-        out.buf[0].fd = open_file_of(fi).fd.get();
+        out.buf[0].fd = file.fd.get();
         out.buf[0].pos = off;
         ssize_t n;
         {
@@ -183,6 +199,9 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
     guarded(req, "fallocate", [&] {
         auto& fs = filesystem_of(req);
         OpenFile& file = open_file_of(fi);
+        Inode& inode = fs.inode(ino);
+        inode.io.before_change();
+        auto change = inode.io.change();
         struct stat before;
         int rv = sys::fstat(file.fd.get(), &before);
         if (rv == 0) {
@@ -194,7 +213,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
         if (rv == 0 && file.direct) {
             write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
                                 static_cast<uint64_t>(length), fs.page_size());
-            fs.after_size_change(fs.inode(ino), fi, static_cast<uint64_t>(before.st_size));
+            fs.after_size_change(inode, fi, static_cast<uint64_t>(before.st_size));
         }
         reply_status(req, rv);
     });
@@ -206,15 +225,14 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
         OpenFile& in = open_file_of(fi_in);
         OpenFile& out = open_file_of(fi_out);
         ssize_t n;
-        {
+        if (in.direct && out.direct && flags == 0) {
+            n = DirectFile::copy(*in.direct, in.fd.get(), static_cast<uint64_t>(off_in),
+                                 *out.direct, out.fd.get(), static_cast<uint64_t>(off_out), len,
+                                 writer_of(req, out));
+        } else {
             CallerCredentials as_caller(req);
-            if (in.direct && out.direct && flags == 0)
-                n = DirectFile::copy(*in.direct, in.fd.get(), static_cast<uint64_t>(off_in),
-                                     *out.direct, out.fd.get(), static_cast<uint64_t>(off_out),
-                                     len);
-            else
-                n = sys::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,
-                                         static_cast<unsigned>(flags));
+            n = sys::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,
+                                     static_cast<unsigned>(flags));
         }
         if (n < 0)
             return reply_status(req, static_cast<int>(n));
@@ -222,8 +240,10 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
     });
 }
 
-void lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
     guarded(req, "lseek", [&] {
+        // SEEK_DATA and SEEK_HOLE see only what is on the backing file.
+        filesystem_of(req).inode(ino).io.settle();
         off_t pos = sys::lseek(open_file_of(fi).fd.get(), off, whence);
         if (pos < 0)
             return reply_status(req, static_cast<int>(pos));

@@ -15,22 +15,48 @@
 
 #include <sys/types.h>
 
+#include <vector>
+
 namespace diofs {
 
-class CallerCredentials {
+// Who a request's caller is, kept: dbopt writes gathered from requests are written out later
+// by another thread, which acts as the writer did.
+struct Credentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+    // False when there is nothing to switch to (the daemon cannot switch, or the caller has
+    // the daemon's own uid and gid).
+    bool switches = false;
+
+    // The credentials of `req`'s caller. Supplementary groups come from /proc/<tid>/status of
+    // the caller (a caller that exited meanwhile gets its primary group only).
+    static Credentials of(fuse_req_t req);
+    // Whether `of(req)` could differ from these in uid or gid (groups are not compared: a
+    // process rarely changes them, and they cost a read of /proc to learn).
+    bool same_ids(fuse_req_t req) const;
+};
+
+// Switches the calling thread to some credentials for the lifetime of the object.
+class AsCredentials {
+public:
+    explicit AsCredentials(const Credentials& credentials);
+    ~AsCredentials();
+    AsCredentials(const AsCredentials&) = delete;
+    AsCredentials& operator=(const AsCredentials&) = delete;
+
+private:
+    bool switched_ = false;
+};
+
+class CallerCredentials : public AsCredentials {
 public:
     // Switches the calling thread to the credentials of `req`'s caller.
-    explicit CallerCredentials(fuse_req_t req);
-    ~CallerCredentials();
-    CallerCredentials(const CallerCredentials&) = delete;
-    CallerCredentials& operator=(const CallerCredentials&) = delete;
+    explicit CallerCredentials(fuse_req_t req) : AsCredentials(Credentials::of(req)) {}
 
     // Called once at start-up, before any thread exists: remembers the daemon's own groups and
     // whether it may switch at all.
     static void init_process();
-
-private:
-    bool switched_ = false;
 };
 
 // The caller's umask, for requests that create (mknod, mkdir, create). With POSIX ACLs the

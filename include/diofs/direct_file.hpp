@@ -1,48 +1,113 @@
 #pragma once
-// The dbopt side of one open regular file: the engine, its backing I/O and the inode's range
-// lock. Made by Filesystem::open_direct; every read, write, fsync and flush of a dbopt file goes
-// through it.
+// The dbopt side of one open regular file: the engine, its backing I/O, and, unless the mount
+// is strict or the caller asked for synchronous or direct I/O, read-ahead and write
+// coalescing. Made by Filesystem::open_direct; every read, write, fsync and flush of a dbopt
+// file goes through it. It is a participant of its inode's InodeIo, so requests through other
+// descriptors of the same file see its pending writes (see inode_io.hpp).
 
+#include "diofs/buffer_pool.hpp"
 #include "diofs/direct_io_engine.hpp"
+#include "diofs/inode_io.hpp"
+#include "diofs/io_workers.hpp"
 #include "diofs/posix_backing_io.hpp"
-#include "diofs/range_lock.hpp"
+#include "diofs/read_ahead.hpp"
 #include "diofs/unique_fd.hpp"
+#include "diofs/write_behind.hpp"
 
 #include <memory>
+#include <mutex>
+#include <set>
 
 namespace diofs {
 
-class DirectFile {
-public:
-    // O_DIRECT for the body, `buffered_fd` (not owned) for the bounce page.
-    DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment, RangeLock& ranges,
-               size_t page_size);
-    // The filesystem refuses O_DIRECT: buffered, dropping pages behind itself.
-    DirectFile(int buffered_fd, RangeLock& ranges, size_t page_size);
+// What read-ahead and write coalescing share across a mount: the chunks of memory and the
+// I/O workers. Chunks are the size of the largest FUSE request (1 MiB).
+struct Streaming {
+    static constexpr size_t kChunk = 1u << 20;
 
-    ssize_t write(const char* buf, size_t length, uint64_t offset);
+    Streaming(size_t memory_limit, unsigned io_threads, uint64_t read_ahead_window,
+              uint64_t write_window, size_t chunk = kChunk, size_t alignment = 4096)
+        : pool(chunk, alignment, memory_limit),
+          workers(io_threads),
+          read_ahead(read_ahead_window),
+          write_behind(write_window) {}
+
+    // Every open file's pending writes out, waiting for them: when the session ends while
+    // files are still open (the daemon was told to stop), nothing they were given is lost.
+    void settle_all();
+
+    BufferPool pool;
+    IoWorkers workers;  // after the pool: joined before the pool goes
+    const uint64_t read_ahead;    // window per open file, 0: none
+    const uint64_t write_behind;  // pending bytes per open file, 0: none (every write direct)
+
+private:
+    friend class DirectFile;
+    // Guards files_: the open files that coalesce, added and removed by DirectFile.
+    std::mutex files_mutex_;
+    std::set<InodeIo::Participant*> files_;
+};
+
+class DirectFile : public InodeIo::Participant {
+public:
+    // What the open asked for that concerns dbopt.
+    struct Access {
+        bool reads = true;
+        bool writes = true;
+        bool synchronous = false;  // O_SYNC, O_DSYNC or O_DIRECT: no coalescing, no read-ahead
+    };
+
+    // O_DIRECT for the body, `buffered_fd` (not owned) for the bounce page. `streaming` null:
+    // every request is one direct transfer (strict).
+    DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment, InodeIo& inode,
+               size_t page_size, Streaming* streaming, Access access);
+    // The filesystem refuses O_DIRECT: buffered, dropping pages behind itself.
+    DirectFile(int buffered_fd, InodeIo& inode, size_t page_size);
+    ~DirectFile() override;
+    DirectFile(const DirectFile&) = delete;
+    DirectFile& operator=(const DirectFile&) = delete;
+
+    // As `who` (null: as the calling thread is). With coalescing the bytes may be taken for
+    // later; an earlier failure of this file's coalesced writes is returned instead.
+    ssize_t write(const char* buf, size_t length, uint64_t offset,
+                  std::shared_ptr<const Credentials> who = nullptr);
     // After the file's size was changed some other way (truncate, fallocate) from `old_size`:
     // the pages the filesystem zeroed at the old and new end of file are dropped.
     void size_changed(uint64_t old_size);
-    // On success `view` points into this thread's read buffer, valid until its next read.
+    // On success `view` points into read-ahead memory or this thread's read buffer, valid
+    // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
-    // The dbopt part of fsync (the caller also syncs the buffered descriptor): 0 or -errno.
+    // The dbopt part of fsync (the caller also syncs the buffered descriptor): every pending
+    // write of the inode out, then 0 or -errno (a failed coalesced write of this file first).
     int sync(bool datasync);
-    // The dbopt part of flush (close-time errors of the direct descriptor, the rest of the
-    // fallback's dirty pages): 0 or -errno.
+    // The dbopt part of flush (close): this file's pending writes out, then 0 or -errno (a
+    // failed coalesced write, close-time errors of the direct descriptor, the rest of the
+    // fallback's dirty pages).
     int flush();
 
     // copy_file_range inside a dbopt mount: shares extents where the filesystem can
     // (FICLONERANGE), else copies in large aligned direct chunks. Never the backing
     // filesystem's own copy_file_range, which on ext4 goes through the page cache.
+    // Writes as `who` (null: as the calling thread is).
     static ssize_t copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile& out, int out_fd,
-                        uint64_t off_out, size_t length);
+                        uint64_t off_out, size_t length,
+                        std::shared_ptr<const Credentials> who = nullptr);
 
     bool is_direct() const { return static_cast<bool>(direct_fd_); }
+    bool coalesces() const { return static_cast<bool>(write_behind_); }
+    bool reads_ahead() const { return static_cast<bool>(read_ahead_); }
     const DioAlignment& alignment() const { return engine_.alignment(); }
+
+    // InodeIo::Participant
+    void settle() override;
+    void settle_overlapping(uint64_t begin, uint64_t end) override;
+    void drop_read_ahead() override;
+    uint64_t pending_end() const override;
 
 private:
     uint64_t backing_size() const;
+    // One write straight to the backing file (no coalescing), as the calling thread is.
+    ssize_t write_now(const char* buf, size_t length, uint64_t offset);
 
     const int buffered_fd_;
     const size_t page_size_;
@@ -50,7 +115,10 @@ private:
     std::unique_ptr<BackingIo> io_;
     DroppingBackingIo* dropping_ = nullptr;  // io_, when it is the fallback
     DirectIoEngine engine_;
-    RangeLock& ranges_;
+    InodeIo& inode_;
+    Streaming* streaming_ = nullptr;  // set while this file coalesces
+    std::unique_ptr<ReadAhead> read_ahead_;
+    std::unique_ptr<WriteBehind> write_behind_;
 };
 
 }  // namespace diofs

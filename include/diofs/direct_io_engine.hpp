@@ -21,12 +21,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace diofs {
 
 struct ReadView {
     const char* data = nullptr;
     size_t length = 0;  // 0: end of file
+    // Keeps the memory `data` points into alive until the reply is sent (a read-ahead chunk).
+    std::shared_ptr<const void> pin;
 };
 
 class DirectIoEngine {

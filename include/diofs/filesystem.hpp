@@ -3,6 +3,7 @@
 // One Filesystem lives for the whole session; every request reaches it through
 // fuse_req_userdata().
 
+#include "diofs/caller_credentials.hpp"
 #include "diofs/dio_alignment.hpp"
 #include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
@@ -21,7 +22,12 @@ namespace diofs {
 struct OpenFile {
     explicit OpenFile(UniqueFd f) : fd(std::move(f)) {}
     const UniqueFd fd;                    // the buffered backing descriptor, always there
-    std::unique_ptr<DirectFile> direct;   // under dbopt: every read and write goes here
+    // Under dbopt: every read and write goes here. Declared after `fd`, so it goes first and
+    // can still write out what it holds back (its bounce page writes through `fd`).
+    std::unique_ptr<DirectFile> direct;
+    // Who writes through this file: learned from the first write request and kept while the
+    // writers have the same uid and gid (supplementary groups cost a read of /proc each).
+    std::shared_ptr<const Credentials> writer;
 };
 
 // The st_blksize a dbopt file reports: the largest request the kernel sends in one piece
@@ -54,10 +60,17 @@ public:
     // caller's right to open the file was checked by that first open; a file created with
     // mode 0444 must still be writable through the descriptor that created it). A filesystem
     // that refuses O_DIRECT gets one warning and the dropping buffered path.
-    std::unique_ptr<DirectFile> open_direct(Inode& inode, int buffered_fd, int flags);
+    // `open_flags` are the caller's, as the kernel sent them (O_SYNC, O_DSYNC and O_DIRECT
+    // turn read-ahead and coalescing off for this file).
+    std::unique_ptr<DirectFile> open_direct(Inode& inode, int buffered_fd, int flags,
+                                            int open_flags);
 
-    // What the kernel is told of a file: under dbopt regular files report kDirectIoBlockSize.
-    void present(struct stat& st) const;
+    // What the kernel is told of `inode`'s attributes `st`: under dbopt regular files report
+    // kDirectIoBlockSize, and a size that includes their pending coalesced writes.
+    void present(Inode& inode, struct stat& st) const;
+
+    // Read-ahead and coalescing of the mount; null when the mount is not dbopt or is strict.
+    Streaming* streaming() { return streaming_.get(); }
 
     // Under dbopt, after the size of a regular file changed from `old_size` through a request
     // other than write (truncate, fallocate): the pages the filesystem zeroed at the old and
@@ -80,6 +93,7 @@ private:
     InodeTable inodes_;
     AlignmentDiscovery alignment_;
     const size_t page_size_;
+    std::unique_ptr<Streaming> streaming_;
     // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
     std::mutex warned_mutex_;
     std::set<dev_t> warned_devices_;

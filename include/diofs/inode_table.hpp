@@ -7,7 +7,7 @@
 // (lookup, create, mknod, mkdir, symlink, link, readdirplus) adds one reference, and the
 // kernel gives them back with forget. At zero the entry and its descriptor go away.
 
-#include "diofs/range_lock.hpp"
+#include "diofs/inode_io.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <sys/stat.h>
@@ -31,8 +31,8 @@ struct Inode {
     // Guarded by InodeTable::mutex_ (never touched without it).
     uint64_t nlookup = 0;
 
-    // dbopt writers of this inode, through any open file (see direct_io_engine.hpp).
-    RangeLock write_ranges;
+    // What the open dbopt files of this inode share (see inode_io.hpp).
+    InodeIo io;
 };
 
 class InodeTable {

@@ -9,9 +9,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace diofs {
+
+inline constexpr uint64_t kMiB = 1u << 20;
+inline constexpr uint64_t kDefaultReadAhead = 4 * kMiB;
+inline constexpr uint64_t kDefaultWriteBehind = 4 * kMiB;
+inline constexpr uint64_t kDefaultDboptMem = 32 * kMiB;
+inline constexpr unsigned kDefaultIoThreads = 4;
+inline constexpr unsigned kDefaultMaxThreads = 0;  // one per CPU, at least 2 (daemon.cpp)
+
+// "4M", "512K", "1G", "1048576": bytes (K, M, G are powers of 1024, either case); nothing when
+// it is not a size.
+std::optional<uint64_t> parse_size(std::string_view text);
 
 struct Options {
     std::string source;
@@ -23,9 +35,22 @@ struct Options {
     bool show_version = false;
 
     // diofs's own options.
-    bool dbopt = false;  // direct I/O policy; parsed and accepted, the engine comes later
+    bool dbopt = false;  // direct I/O for every regular file
     spdlog::level::level_enum log_level = spdlog::level::info;
     std::optional<uint32_t> dio_align;  // replaces the discovered direct-I/O alignment
+
+    // Under dbopt (README, "When bytes reach the device"). strict: every write is on the
+    // device when it returns and every read comes from it (no read-ahead, no coalescing).
+    bool strict = false;
+    uint64_t read_ahead = kDefaultReadAhead;    // window per open file; 0: none
+    uint64_t write_behind = kDefaultWriteBehind;  // pending bytes per open file; 0: none
+    uint64_t dbopt_mem = kDefaultDboptMem;      // buffer memory of the whole mount
+    unsigned io_threads = kDefaultIoThreads;    // threads doing read-ahead and writeouts
+
+    // The FUSE request loop.
+    // Worker threads at most; 0: the number of CPUs, at least 2 (see daemon.cpp).
+    unsigned max_threads = kDefaultMaxThreads;
+    bool clone_fd = false;                      // one /dev/fuse descriptor per worker
 
     // Who may use the mount besides the user who mounted it. Unset means "decide from who
     // runs the daemon": a root daemon serves every user (permissions are still checked).

@@ -1,0 +1,166 @@
+#include "diofs/read_ahead.hpp"
+
+#include "diofs/io_split.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace diofs {
+
+struct ReadAhead::Chunk {
+    Chunk(uint64_t o, uint64_t g, BufferPool& pool, AlignedBuffer b)
+        : offset(o), generation(g), buffer(pool, std::move(b)) {}
+    const uint64_t offset;
+    const uint64_t generation;  // InodeIo's, when the read was issued
+    PooledBuffer buffer;
+    size_t valid = 0;  // bytes read
+    int error = 0;
+    bool done = false;
+};
+
+ReadAhead::ReadAhead(Source source, InodeIo& inode, BufferPool& pool, IoWorkers& workers,
+                     uint64_t window)
+    : source_(std::move(source)),
+      inode_(inode),
+      pool_(pool),
+      workers_(workers),
+      window_(window),
+      chunk_(pool.chunk()) {}
+
+ReadAhead::~ReadAhead() {
+    std::unique_lock lock(mutex_);
+    drop_locked();
+    filled_.wait(lock, [this] { return reading_ == 0; });
+}
+
+void ReadAhead::drop() {
+    std::lock_guard lock(mutex_);
+    drop_locked();
+}
+
+void ReadAhead::drop_locked() {
+    // A chunk still being read stays alive with its worker and goes back to the pool after.
+    chunks_.clear();
+    end_ = UINT64_MAX;
+}
+
+size_t ReadAhead::chunks() const {
+    std::lock_guard lock(mutex_);
+    return chunks_.size();
+}
+
+void ReadAhead::fill(const std::shared_ptr<Chunk>& chunk) {
+    size_t got = 0;
+    int error = 0;
+    while (got < chunk_) {
+        const size_t want = chunk_ - got;
+        ssize_t n = source_(chunk->buffer.data() + got, want, chunk->offset + got);
+        if (n < 0) {
+            error = static_cast<int>(n);
+            break;
+        }
+        got += static_cast<size_t>(n);
+        if (static_cast<size_t>(n) < want)
+            break;  // end of file
+    }
+    std::lock_guard lock(mutex_);
+    chunk->valid = got;
+    chunk->error = error;
+    chunk->done = true;
+    // The file ends in this chunk: no need to read past it, unless the chunk was dropped
+    // meanwhile (a new stream knows nothing of this one's end).
+    if (got < chunk_ && !error && std::find(chunks_.begin(), chunks_.end(), chunk) != chunks_.end())
+        end_ = std::min(end_, chunk->offset + got);
+    --reading_;
+    filled_.notify_all();
+}
+
+void ReadAhead::start_locked(uint64_t offset, uint64_t generation) {
+    auto buffer = pool_.take();
+    if (!buffer)
+        return;
+    auto chunk = std::make_shared<Chunk>(offset, generation, pool_, std::move(*buffer));
+    chunks_.push_back(chunk);
+    ++reading_;
+    workers_.post([this, chunk] { fill(chunk); });
+}
+
+void ReadAhead::issue_locked(uint64_t until) {
+    const std::optional<uint64_t> generation = inode_.quiet_generation();
+    if (!generation || chunks_.empty())
+        return;  // a write is under way: read directly until it is done
+    for (uint64_t next = chunks_.back()->offset + chunk_; next < until && next < end_;
+         next += chunk_) {
+        const size_t before = chunks_.size();
+        start_locked(next, *generation);
+        if (chunks_.size() == before)
+            return;  // the mount's memory for buffers is taken
+    }
+}
+
+std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView& view) {
+    view = {};
+    if (window_ == 0 || length == 0)
+        return std::nullopt;
+    std::unique_lock lock(mutex_);
+    const bool sequential = offset == next_;
+    next_ = offset + length;
+    if (!sequential) {
+        drop_locked();
+        return std::nullopt;
+    }
+    if (!chunks_.empty() && !inode_.unchanged_since(chunks_.front()->generation))
+        drop_locked();
+    const uint64_t first = round_down(offset, chunk_);
+    while (!chunks_.empty() && chunks_.front()->offset < first)
+        chunks_.pop_front();
+    if (!chunks_.empty() && chunks_.front()->offset != first)
+        drop_locked();
+    if (chunks_.empty()) {
+        // Start the stream with the chunk of this request.
+        if (const std::optional<uint64_t> generation = inode_.quiet_generation())
+            start_locked(first, *generation);
+        if (chunks_.empty())
+            return std::nullopt;
+    }
+    issue_locked(offset + length + window_);
+
+    auto wait_for = [&](size_t index) -> std::shared_ptr<Chunk> {
+        if (index >= chunks_.size())
+            return nullptr;
+        std::shared_ptr<Chunk> chunk = chunks_[index];
+        filled_.wait(lock, [&] { return chunk->done; });
+        // A change through the mount while it was read (or while this thread waited) makes it
+        // worthless: the caller reads the file itself.
+        if (chunk->error || !inode_.unchanged_since(chunk->generation)) {
+            drop_locked();
+            return nullptr;
+        }
+        return chunk;
+    };
+    std::shared_ptr<Chunk> chunk = wait_for(0);
+    if (!chunk)
+        return std::nullopt;
+    const uint64_t skip = offset - chunk->offset;
+    if (skip + length <= chunk->valid) {
+        view.data = chunk->buffer.data() + skip;
+        view.length = length;
+        view.pin = chunk;
+        return static_cast<ssize_t>(length);
+    }
+    // The request goes on into the next chunk (a chunk never ends short of its size before the
+    // end of file). Joined in this thread's buffer: rare when requests divide the chunk size.
+    std::shared_ptr<Chunk> second = chunk->valid == chunk_ ? wait_for(1) : nullptr;
+    if (!second || skip + length > chunk_ + second->valid)
+        return std::nullopt;  // end of file, or beyond what is read: the caller asks the file
+    thread_local AlignedBuffer joined;
+    joined.reserve(64, length);
+    const size_t from_first = chunk_ - skip;
+    std::memcpy(joined.data(), chunk->buffer.data() + skip, from_first);
+    std::memcpy(joined.data() + from_first, second->buffer.data(), length - from_first);
+    view.data = joined.data();
+    view.length = length;
+    return static_cast<ssize_t>(length);
+}
+
+}  // namespace diofs

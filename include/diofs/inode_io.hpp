@@ -1,0 +1,95 @@
+#pragma once
+// The dbopt state of one inode that every open file of it shares: the range lock of its
+// writers, a count of the changes made to it through the mount (which tells read-ahead
+// whether what it read is still the file), and the open files themselves, so that a request
+// through one descriptor can make the others write out what they hold back.
+//
+// The rules it carries out (docs/design.md, "Read-ahead and write coalescing"):
+// - before a read of the inode, through any descriptor, every pending write of it is written;
+// - before a write, the pending writes of other descriptors that overlap it are written (the
+//   later write lands last), and their read-ahead is dropped;
+// - before any other change (truncate, fallocate, a copy into it, setattr), all of them.
+
+#include "diofs/range_lock.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace diofs {
+
+class InodeIo {
+public:
+    // What an open file of the inode holds back.
+    class Participant {
+    public:
+        virtual ~Participant() = default;
+        // Writes out its pending writes and waits for them. Errors stay with the file.
+        virtual void settle() = 0;
+        // settle(), when a pending write overlaps [begin, end).
+        virtual void settle_overlapping(uint64_t begin, uint64_t end) = 0;
+        virtual void drop_read_ahead() = 0;
+        // The end of its pending writes, 0 without any.
+        virtual uint64_t pending_end() const = 0;
+    };
+
+    // One change of the file through the mount, from before its first byte moves until after
+    // its last; see quiet_generation().
+    class Change {
+    public:
+        explicit Change(InodeIo& io) : io_(&io) { io.started_.fetch_add(1); }
+        ~Change() { io_->finished_.fetch_add(1); }
+        Change(const Change&) = delete;
+        Change& operator=(const Change&) = delete;
+
+    private:
+        InodeIo* io_;
+    };
+    [[nodiscard]] Change change() { return Change(*this); }
+
+    // A number for the file's present contents, when no change is under way; data read from
+    // the backing file from now on is current while unchanged_since() says so.
+    std::optional<uint64_t> quiet_generation() const {
+        const uint64_t started = started_.load();
+        if (finished_.load() != started)
+            return std::nullopt;
+        return started;
+    }
+    bool unchanged_since(uint64_t generation) const { return started_.load() == generation; }
+
+    void attach(Participant* file);
+    void detach(Participant* file);
+
+    // Every pending write of the inode, from every open file, on the backing file.
+    void settle();
+    // Before `writer` writes [begin, end): the others' overlapping pending writes are written
+    // out and their read-ahead dropped.
+    void before_write(const Participant* writer, uint64_t begin, uint64_t end);
+    // Before a change other than a write (truncate, fallocate, a copy into the file): every
+    // pending write out, every read-ahead dropped.
+    void before_change();
+    // The end of the furthest pending write of any open file, 0 without any: the size stat
+    // reports is at least this.
+    uint64_t pending_end() const;
+
+    // dbopt writers of this inode, through any open file (see direct_io_engine.hpp).
+    RangeLock ranges;
+    // One write to the backing file at a time, from the size it reads before it to the drop
+    // of the end-of-file page after it (DirectFile::write_now): otherwise two open files
+    // writing out at once on I/O threads could move the end of file between the two, and the
+    // page the filesystem zeroed there would stay cached. Writes of one inode are serialized
+    // by the kernel anyway (FUSE direct writes hold the inode lock); this covers writeouts.
+    std::mutex writing;
+
+private:
+    std::atomic<uint64_t> started_ = 0;
+    std::atomic<uint64_t> finished_ = 0;
+    // Guards files_. Held while the files are asked to settle (a file is not destroyed while
+    // it is asked); a file never takes it while holding its own locks.
+    mutable std::mutex mutex_;
+    std::vector<Participant*> files_;
+};
+
+}  // namespace diofs
