@@ -94,8 +94,6 @@ public:
                         std::shared_ptr<const Credentials> who = nullptr);
 
     bool is_direct() const { return static_cast<bool>(direct_fd_); }
-    bool coalesces() const { return static_cast<bool>(write_behind_); }
-    bool reads_ahead() const { return static_cast<bool>(read_ahead_); }
     const DioAlignment& alignment() const { return engine_.alignment(); }
 
     // InodeIo::Participant

@@ -56,6 +56,18 @@ cleanup() {
     fi
     exit "$status"
 }
+# make_xfs4k_loop MIB: an xfs on a loop device with 4096-byte sectors (direct I/O on its image,
+# $WORK/xfs4k.img of MIB MiB), mounted on $WORK/xfs4k; sets LOOP, which cleanup detaches.
+make_xfs4k_loop() {
+    local image=$WORK/xfs4k.img
+    truncate -s "$1M" "$image"
+    LOOP=$(losetup --find --show --sector-size 4096 --direct-io=on "$image")
+    mkfs.xfs -q -f "$LOOP" >/dev/null
+    mkdir "$WORK/xfs4k"
+    MOUNTS+=("$WORK/xfs4k")
+    mount -t xfs "$LOOP" "$WORK/xfs4k"
+}
+
 install_cleanup() {
     trap cleanup EXIT
     trap 'exit 130' INT

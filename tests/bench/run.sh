@@ -187,14 +187,8 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "$WORK_PARENT/diofs-bench.XXXXXXXX")
 mkdir "$WORK/mnt"
 if [[ "${BENCH_LOOP4K:-0}" == 1 ]]; then
-    image=$WORK/xfs4k.img
-    truncate -s $(((SIZE_MIB * 4 + TAR_MIB * 12 + DD_MIB * 3 + STREAMS * STREAMS_MIB) + 1024))M "$image"
-    LOOP=$(losetup --find --show --sector-size 4096 --direct-io=on "$image")
-    mkfs.xfs -q -f "$LOOP" >/dev/null
+    make_xfs4k_loop $(((SIZE_MIB * 4 + TAR_MIB * 12 + DD_MIB * 3 + STREAMS * STREAMS_MIB) + 1024))
     base=$WORK/xfs4k
-    mkdir "$base"
-    MOUNTS+=("$base")
-    mount -t xfs "$LOOP" "$base"
     backing_desc="xfs on loop device $LOOP ($(blockdev --getss "$LOOP")-byte logical sectors, direct I/O on its image in $WORK_PARENT)"
     NOTES+=("on xfs, \`cp\` clones (reflink), with or without diofs: no data moves")
 else

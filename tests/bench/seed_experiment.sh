@@ -68,14 +68,8 @@ WORK=$(mktemp -d "$WORK_PARENT/diofs-seed.XXXXXXXX")
 plain_base=$WORK/plain
 mkdir "$plain_base" "$WORK/mnt"
 
-image=$WORK/xfs4k.img
-truncate -s $((SIZE_MIB * 6 + 512))M "$image"
-LOOP=$(losetup --find --show --sector-size 4096 --direct-io=on "$image")
-mkfs.xfs -q -f "$LOOP" >/dev/null
+make_xfs4k_loop $((SIZE_MIB * 6 + 512))
 xfs_base=$WORK/xfs4k
-mkdir "$xfs_base"
-MOUNTS+=("$xfs_base")
-mount -t xfs "$LOOP" "$xfs_base"
 
 var_fs=$(findmnt -n -o FSTYPE,SOURCE --target "$WORK_PARENT" | tr -s ' ')
 echo "## diofs: the seed 002 experiment"

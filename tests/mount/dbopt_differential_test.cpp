@@ -304,30 +304,26 @@ private:
     // After an operation that changes a file's size: the backing file (stat directly, not the
     // kernel's cached attributes of the mount) has the reference's size. Cheap, so every time.
     bool backing_size_matches(int file, const std::string& what) {
-        struct stat sb{}, sr{};
-        const bool b = ::stat((backing_ + "/" + files_[file]).c_str(), &sb) == 0;
-        const bool rr = ::stat(r(files_[file]).c_str(), &sr) == 0;
-        if (b != rr)
-            return fail(what + ": afterwards the backing file " +
-                        (b ? "exists and the reference does not" : "is missing"));
-        if (b && sb.st_size != sr.st_size)
-            return fail(what + ": afterwards the backing file has " + std::to_string(sb.st_size) +
-                        " bytes, the reference " + std::to_string(sr.st_size));
-        return true;
+        return check_backing_size(file, what, /*at_most=*/false);
     }
 
     // In coalescing mode, after a write or copy into `file`: what is held back may not be on the
     // backing file yet, but nothing can be there that the reference does not have either.
     bool backing_size_at_most(int file, const std::string& what) {
+        return check_backing_size(file, what, /*at_most=*/true);
+    }
+
+    bool check_backing_size(int file, const std::string& what, bool at_most) {
         struct stat sb{}, sr{};
         const bool b = ::stat((backing_ + "/" + files_[file]).c_str(), &sb) == 0;
         const bool rr = ::stat(r(files_[file]).c_str(), &sr) == 0;
         if (b != rr)
             return fail(what + ": afterwards the backing file " +
                         (b ? "exists and the reference does not" : "is missing"));
-        if (b && sb.st_size > sr.st_size)
+        if (b && (at_most ? sb.st_size > sr.st_size : sb.st_size != sr.st_size))
             return fail(what + ": afterwards the backing file has " + std::to_string(sb.st_size) +
-                        " bytes, more than the reference's " + std::to_string(sr.st_size));
+                        " bytes, " + (at_most ? "more than " : "") + "the reference " +
+                        std::to_string(sr.st_size));
         return true;
     }
 

@@ -578,11 +578,7 @@ protected:
     // diofs with `options` over backing/ on a fresh, small `fstype` loop filesystem.
     void mount_on_small_loop(const std::string& fstype, uint64_t bytes,
                              std::vector<std::string> options) {
-        if (auto why = fuse_unavailable_reason()) {
-            if (ci_mode())
-                FAIL() << "FUSE is required under CI=true: " << *why;
-            GTEST_SKIP() << "FUSE cannot be used here: " << *why;
-        }
+        DIOFS_REQUIRE_FUSE();
         ::umask(022);
         mount_ = std::make_unique<DiofsMount>(options);
         ASSERT_NO_FATAL_FAILURE(make_loop(fstype, bytes));

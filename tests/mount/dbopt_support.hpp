@@ -307,11 +307,7 @@ protected:
     // directory, or backing/ and ref/ on a fresh loop filesystem. Skips (fails under CI=true)
     // when FUSE or loop devices cannot be used. Use through DIOFS_MOUNT_ON.
     void mount_on(Backing backing, std::vector<std::string> options = {"dbopt"}) {
-        if (auto why = fuse_unavailable_reason()) {
-            if (ci_mode())
-                FAIL() << "FUSE is required under CI=true: " << *why;
-            GTEST_SKIP() << "FUSE cannot be used here: " << *why;
-        }
+        DIOFS_REQUIRE_FUSE();
         ::umask(022);
         mount_ = std::make_unique<DiofsMount>(options);
         if (backing != Backing::plain) {

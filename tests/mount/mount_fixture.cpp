@@ -392,11 +392,7 @@ std::optional<long> DiofsMount::inode_count(std::chrono::milliseconds timeout) {
 }
 
 void MountTest::SetUp() {
-    if (auto why = fuse_unavailable_reason()) {
-        if (ci_mode())
-            FAIL() << "the mount tests need FUSE under CI=true: " << *why;
-        GTEST_SKIP() << "FUSE cannot be used here: " << *why;
-    }
+    DIOFS_REQUIRE_FUSE();
     ::umask(022);
     mount_ = std::make_unique<DiofsMount>(mount_options());
     std::string error = mount_->start();
