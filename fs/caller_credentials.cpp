@@ -23,27 +23,65 @@ std::vector<gid_t> g_daemon_groups;
 __user_cap_data_struct g_daemon_caps[_LINUX_CAPABILITY_U32S_3] = {};
 
 // The raw system calls act on the calling thread only, unlike glibc's setgroups() (which
-// broadcasts to all threads).
-void thread_setgroups(const std::vector<gid_t>& groups) {
-    if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
-        spdlog::warn("setgroups for a request failed: {}", std::strerror(errno));
+// broadcasts to all threads). Each returns 0 or -errno.
+int thread_setgroups(const std::vector<gid_t>& groups) {
+    return ::syscall(SYS_setgroups, groups.size(), groups.data()) == 0 ? 0 : -errno;
 }
-void thread_setfsuid(uid_t uid) { ::syscall(SYS_setfsuid, uid); }
-void thread_setfsgid(gid_t gid) { ::syscall(SYS_setfsgid, gid); }
+// setfsuid() and setfsgid() report no error: they return the previous id whether the change
+// took or not. Asked again with an id that is never valid (-1), they change nothing and return
+// the present one, which says whether the change took.
+int thread_setfsuid(uid_t uid) {
+    ::syscall(SYS_setfsuid, uid);
+    return static_cast<uid_t>(::syscall(SYS_setfsuid, static_cast<uid_t>(-1))) == uid ? 0 : -EPERM;
+}
+int thread_setfsgid(gid_t gid) {
+    ::syscall(SYS_setfsgid, gid);
+    return static_cast<gid_t>(::syscall(SYS_setfsgid, static_cast<gid_t>(-1))) == gid ? 0 : -EPERM;
+}
 
 // A new fsuid drops only the file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID...);
 // CAP_SYS_ADMIN (trusted.* and security.* xattrs) and CAP_SYS_RESOURCE (ext4's reserved
 // blocks) would stay. A caller who is not root gets none: the thread's effective set is
 // emptied for the request and refilled from the permitted set after it.
-void thread_set_effective_caps(bool keep) {
+int thread_set_effective_caps(bool keep) {
     __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
     std::memcpy(data, g_daemon_caps, sizeof data);
     if (!keep)
         for (auto& d : data)
             d.effective = 0;
-    if (::syscall(SYS_capset, &header, data) != 0)
-        spdlog::warn("capset for a request failed: {}", std::strerror(errno));
+    return ::syscall(SYS_capset, &header, data) == 0 ? 0 : -errno;
+}
+
+// What a switch changed, so that exactly that is undone.
+enum Changed : unsigned { kGroups = 1, kFsgid = 2, kFsuid = 4, kCaps = 8, kAll = 15 };
+
+// Set when a return to the daemon's credentials failed on this thread: it may be left with a
+// caller's identity, groups or (missing) capabilities, so its next request tries again first.
+thread_local bool t_not_restored = false;
+
+// Undoes `changed`, capabilities first (setfsuid and setgroups need CAP_SETUID and
+// CAP_SETGID back). Every step is tried; 0 or the -errno of the first that failed.
+int restore_daemon_credentials(unsigned changed) {
+    int first = 0;
+    auto step = [&first](int rv) {
+        if (first == 0)
+            first = rv;
+    };
+    if (changed & kCaps)
+        step(thread_set_effective_caps(true));
+    if (changed & kFsuid)
+        step(thread_setfsuid(g_daemon_uid));
+    if (changed & kFsgid)
+        step(thread_setfsgid(g_daemon_gid));
+    if (changed & kGroups)
+        step(thread_setgroups(g_daemon_groups));
+    t_not_restored = first != 0;
+    if (first != 0)
+        spdlog::critical("a worker thread cannot return to the daemon's credentials ({}): it "
+                         "refuses requests until it can",
+                         std::strerror(-first));
+    return first;
 }
 
 }  // namespace
@@ -85,24 +123,35 @@ bool Credentials::same_ids(fuse_req_t req) const {
 }
 
 AsCredentials::AsCredentials(const Credentials& c) {
+    if (t_not_restored && restore_daemon_credentials(kAll) != 0)
+        throw CredentialsError(EPERM, "this thread cannot return to the daemon's credentials");
     if (!c.switches)
         return;
-    thread_setgroups(c.groups);
-    thread_setfsgid(c.gid);
-    thread_setfsuid(c.uid);
-    if (c.uid != 0)
-        thread_set_effective_caps(false);
-    switched_ = true;
+    // A step that was refused changed nothing: only those that took are undone.
+    const auto step = [this](unsigned what, int result) {
+        if (result == 0)
+            changed_ |= what;
+        return result;
+    };
+    int rv = step(kGroups, thread_setgroups(c.groups));
+    if (rv == 0)
+        rv = step(kFsgid, thread_setfsgid(c.gid));
+    if (rv == 0)
+        rv = step(kFsuid, thread_setfsuid(c.uid));
+    if (rv == 0 && c.uid != 0)
+        rv = step(kCaps, thread_set_effective_caps(false));
+    if (rv < 0) {
+        spdlog::error("cannot act as uid {} gid {} ({}): the request is refused", c.uid, c.gid,
+                      std::strerror(-rv));
+        restore_daemon_credentials(changed_);
+        changed_ = 0;
+        throw CredentialsError(-rv, "switching to the caller's credentials");
+    }
 }
 
 AsCredentials::~AsCredentials() {
-    if (!switched_)
-        return;
-    // Capabilities and fsuid first: setgroups() needs CAP_SETGID back.
-    thread_set_effective_caps(true);
-    thread_setfsuid(g_daemon_uid);
-    thread_setfsgid(g_daemon_gid);
-    thread_setgroups(g_daemon_groups);
+    if (changed_)
+        restore_daemon_credentials(changed_);
 }
 
 CallerUmask::CallerUmask(fuse_req_t req) : umask_(fuse_req_ctx(req)->umask) {

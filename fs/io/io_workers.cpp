@@ -1,5 +1,7 @@
 #include "diofs/io_workers.hpp"
 
+#include "diofs/error_boundary.hpp"
+
 namespace diofs {
 
 IoWorkers::IoWorkers(unsigned threads) : count_(threads) {}
@@ -34,7 +36,13 @@ void IoWorkers::run() {
         auto task = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();
-        task();
+        // Tasks keep their own errors (a writeout's becomes its file's); this is the last
+        // boundary, so that nothing a task lets through ends the daemon.
+        try {
+            task();
+        } catch (...) {
+            current_exception_errno("a task of an I/O thread");
+        }
         lock.lock();
     }
 }

@@ -1,5 +1,6 @@
 #include "diofs/read_ahead.hpp"
 
+#include "diofs/error_boundary.hpp"
 #include "diofs/io_split.hpp"
 
 #include <algorithm>
@@ -54,7 +55,13 @@ void ReadAhead::fill(const std::shared_ptr<Chunk>& chunk) {
     int error = 0;
     while (got < chunk_) {
         const size_t want = chunk_ - got;
-        ssize_t n = source_(chunk->buffer.data() + got, want, chunk->offset + got);
+        ssize_t n;
+        try {
+            n = source_(chunk->buffer.data() + got, want, chunk->offset + got);
+        } catch (...) {
+            // The reader finds the chunk failed and reads the file itself.
+            n = current_exception_errno("a read-ahead read");
+        }
         if (n < 0) {
             error = static_cast<int>(n);
             break;

@@ -3,32 +3,22 @@
 // replies that must give back a lookup reference when the kernel did not take the answer,
 // and the functions through which each file adds its operations to the table.
 
+#include "diofs/error_boundary.hpp"
 #include "diofs/filesystem.hpp"
 
 #include <fuse_lowlevel.h>
-#include <spdlog/spdlog.h>
-
-#include <exception>
-#include <new>
 
 namespace diofs::ops {
 
 // Runs one request. A handler replies exactly once, as its last step, so an exception can
-// only come before the reply; it is logged and answered ENOMEM or EIO here, once.
+// only come before the reply; it is logged and answered with its errno here, once (ENOMEM for
+// bad_alloc, the errno of a refused credentials switch, EIO for the rest).
 template <typename Handler>
 void guarded(fuse_req_t req, const char* op, Handler&& handler) noexcept {
     try {
         handler();
-        return;
-    } catch (const std::bad_alloc&) {
-        spdlog::error("{}: out of memory", op);
-        fuse_reply_err(req, ENOMEM);
-    } catch (const std::exception& e) {
-        spdlog::error("{}: {}", op, e.what());
-        fuse_reply_err(req, EIO);
     } catch (...) {
-        spdlog::error("{}: unknown exception", op);
-        fuse_reply_err(req, EIO);
+        fuse_reply_err(req, -current_exception_errno(op));
     }
 }
 

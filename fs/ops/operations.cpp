@@ -2,6 +2,8 @@
 
 #include "handlers.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <cstring>
 
 namespace diofs {

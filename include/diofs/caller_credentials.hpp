@@ -15,9 +15,16 @@
 
 #include <sys/types.h>
 
+#include <system_error>
 #include <vector>
 
 namespace diofs {
+
+// A switch of credentials that did not take; code() is the errno of the refused call.
+class CredentialsError : public std::system_error {
+public:
+    CredentialsError(int err, const char* what) : std::system_error(err, std::generic_category(), what) {}
+};
 
 // Who a request's caller is, kept: dbopt writes gathered from requests are written out later
 // by another thread, which acts as the writer did.
@@ -38,6 +45,13 @@ struct Credentials {
 };
 
 // Switches the calling thread to some credentials for the lifetime of the object.
+//
+// It fails closed: when a switch does not take (setgroups, setfsgid, setfsuid or capset
+// refused), what was switched is undone and the constructor throws CredentialsError, so the
+// request is refused (the FUSE trampoline answers the errno) instead of running with the
+// daemon's own groups, identity or capabilities. A thread whose return to the daemon's
+// credentials failed (logged as critical) tries again before its next request and refuses it
+// while that fails.
 class AsCredentials {
 public:
     explicit AsCredentials(const Credentials& credentials);
@@ -46,7 +60,7 @@ public:
     AsCredentials& operator=(const AsCredentials&) = delete;
 
 private:
-    bool switched_ = false;
+    unsigned changed_ = 0;  // what the switch changed (see caller_credentials.cpp)
 };
 
 class CallerCredentials : public AsCredentials {
