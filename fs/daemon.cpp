@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -25,13 +26,40 @@
 namespace diofs {
 namespace {
 
-// Every inode the kernel holds keeps an O_PATH descriptor open: take all the room there is.
-void raise_descriptor_limit() {
+// Every inode the kernel holds keeps an O_PATH descriptor open, and every open file one or
+// more: take all the room there is. What happened, for the log once the daemon logs where it
+// will go on logging.
+struct DescriptorLimit {
+    rlim_t before = 0, now = 0, hard = 0;
+    int error = 0;  // of setrlimit
+};
+DescriptorLimit raise_descriptor_limit() {
+    DescriptorLimit d;
     rlimit limit;
-    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return d;
+    d.before = d.now = limit.rlim_cur;
+    d.hard = limit.rlim_max;
+    if (limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &limit);
+        if (::setrlimit(RLIMIT_NOFILE, &limit) == 0)
+            d.now = limit.rlim_cur;
+        else
+            d.error = errno;
     }
+    return d;
+}
+
+void log_descriptor_limit(const DescriptorLimit& d) {
+    // Past the limit, lookups and opens fail with EMFILE; closes never do.
+    if (d.error)
+        spdlog::warn("descriptor limit stays at {}: it cannot be raised to the hard limit {} "
+                     "({})",
+                     d.now, d.hard, std::strerror(d.error));
+    else if (d.now != d.before)
+        spdlog::info("descriptor limit raised from {} to {} (the hard limit)", d.before, d.now);
+    else
+        spdlog::info("descriptor limit: {} (the hard limit)", d.now);
 }
 
 std::optional<std::string> absolute_path(const std::string& path) {
@@ -131,7 +159,7 @@ int run_daemon(const Options& given) {
     // The kernel applies the caller's umask before it sends a mode; the daemon must not
     // apply its own on top.
     ::umask(0);
-    raise_descriptor_limit();
+    const DescriptorLimit descriptors = raise_descriptor_limit();
 
     auto root_fd = open_source(options.source);
     if (!root_fd)
@@ -163,6 +191,7 @@ int run_daemon(const Options& given) {
         spdlog::error("cannot start a FUSE session (see the message above)");
         return 1;
     }
+    fs.set_session(se.get());
     if (fuse_set_signal_handlers(se.get()) != 0) {
         spdlog::error("cannot install signal handlers");
         return 1;
@@ -180,6 +209,7 @@ int run_daemon(const Options& given) {
     }
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");
+    log_descriptor_limit(descriptors);
     if (options.dbopt && fs.streaming())
         spdlog::info("dbopt: read-ahead {} KiB, coalescing {} KiB per open file; {} KiB of "
                      "buffers and {} I/O threads for the mount",

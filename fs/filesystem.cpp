@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 namespace diofs {
 
@@ -68,8 +69,17 @@ void Filesystem::present(Inode& inode, struct stat& st) const {
     if (!options_.dbopt || !S_ISREG(st.st_mode))
         return;
     st.st_blksize = kDirectIoBlockSize;
-    if (streaming_)
-        st.st_size = std::max(st.st_size, static_cast<off_t>(inode.io.pending_end()));
+    if (!streaming_)
+        return;
+    // Writes taken and not yet written out: the file is as long as they make it, and was
+    // modified when the last was taken (what a filesystem that writes back later shows).
+    const InodeIo::Pending pending = inode.io.pending();
+    if (pending.end == 0)
+        return;
+    st.st_size = std::max(st.st_size, static_cast<off_t>(pending.end));
+    for (timespec* t : {&st.st_mtim, &st.st_ctim})
+        if (std::tie(t->tv_sec, t->tv_nsec) < std::tie(pending.last_write.tv_sec, pending.last_write.tv_nsec))
+            *t = pending.last_write;
 }
 
 void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size) {
@@ -88,21 +98,31 @@ DiscoveredAlignment Filesystem::root_alignment() {
     return alignment_.discover(root_.path_fd.get(), root_.dev);
 }
 
-std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_fd, int flags,
-                                                    int open_flags) {
+int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_flags,
+                            std::unique_ptr<DirectFile>& out) {
     DirectFile::Access access;
     access.reads = (open_flags & O_ACCMODE) != O_WRONLY;
     access.writes = (open_flags & O_ACCMODE) != O_RDONLY;
     access.synchronous = (open_flags & (O_SYNC | O_DSYNC | O_DIRECT)) != 0;
+    auto mode_changed = [this, &inode] { invalidate_attributes(inode); };
     // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
     int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);
+    // open(2) refuses O_DIRECT with EINVAL, and only with it, where the filesystem cannot do
+    // direct I/O. Anything else (no descriptor left, no memory) is a failure of this open, not
+    // a property of the filesystem: serving the file buffered would fill the page cache.
+    if (fd < 0 && fd != -EINVAL)
+        return fd;
     if (fd >= 0) {
         UniqueFd direct_fd(fd);
         DiscoveredAlignment found = alignment_.discover(fd, inode.dev);
-        if (found.alignment)
-            return std::make_unique<DirectFile>(std::move(direct_fd), buffered_fd,
-                                                *found.alignment, inode.io, page_size_,
-                                                streaming_.get(), access);
+        if (found.alignment) {
+            out = std::make_unique<DirectFile>(
+                std::move(direct_fd), buffered_fd, *found.alignment, inode.io, page_size_,
+                streaming_.get(), access,
+                fmt::format("inode {}:{}/{}", major(inode.dev), minor(inode.dev), inode.ino),
+                mode_changed);
+            return 0;
+        }
     }
     {
         std::lock_guard lock(warned_mutex_);
@@ -112,7 +132,15 @@ std::unique_ptr<DirectFile> Filesystem::open_direct(Inode& inode, int buffered_f
                          major(inode.dev), minor(inode.dev),
                          fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
     }
-    return std::make_unique<DirectFile>(buffered_fd, inode.io, page_size_);
+    out = std::make_unique<DirectFile>(buffered_fd, inode.io, page_size_, mode_changed);
+    return 0;
+}
+
+void Filesystem::invalidate_attributes(Inode& inode) {
+    // An offset below zero: the attributes only, no cached pages (there are none under dbopt),
+    // so the kernel takes no lock of the inode and a request of it may be under way.
+    if (session_)
+        fuse_lowlevel_notify_inval_inode(session_, ino_of(inode), -1, 0);
 }
 
 Filesystem& filesystem_of(fuse_req_t req) {

@@ -101,13 +101,6 @@ int fstatvfs(int fd, struct statvfs* st) { return result(::fstatvfs(fd, st)); }
 
 int fsync(int fd, bool datasync) { return result(datasync ? ::fdatasync(fd) : ::fsync(fd)); }
 
-int close_dup(int fd) {
-    int copy = ::dup(fd);
-    if (copy < 0)
-        return -errno;
-    return result(::close(copy));
-}
-
 int fallocate(int fd, int mode, off_t offset, off_t length) {
     return result(::fallocate(fd, mode, offset, length));
 }

@@ -3,12 +3,17 @@
 #include "diofs/io_split.hpp"
 #include "diofs/syscalls.hpp"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 
 namespace diofs {
@@ -33,9 +38,12 @@ void Streaming::settle_all() {
 }
 
 DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment,
-                       InodeIo& inode, size_t page_size, Streaming* streaming, Access access)
+                       InodeIo& inode, size_t page_size, Streaming* streaming, Access access,
+                       std::string name, ModeChanged mode_changed)
     : buffered_fd_(buffered_fd),
       page_size_(page_size),
+      name_(std::move(name)),
+      mode_changed_(std::move(mode_changed)),
       direct_fd_(std::move(direct_fd)),
       io_(std::make_unique<PosixBackingIo>(direct_fd_.get(), buffered_fd, page_size)),
       engine_(alignment, page_size),
@@ -53,7 +61,9 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
                 [this](const char* buf, size_t length, uint64_t offset) {
                     return write_now(buf, length, offset);
                 },
-                streaming->pool, streaming->workers, streaming->write_behind, alignment.offset);
+                streaming->pool, streaming->workers, streaming->write_behind, alignment.offset,
+                [this](uint64_t offset, uint64_t length) { return reserve(offset, length); },
+                name_);
     }
     if (write_behind_) {
         streaming_ = streaming;
@@ -63,9 +73,12 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
     inode_.attach(this);
 }
 
-DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size)
+DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size,
+                       ModeChanged mode_changed)
     : buffered_fd_(buffered_fd),
       page_size_(page_size),
+      name_("a file"),
+      mode_changed_(std::move(mode_changed)),
       engine_(DioAlignment{1, 1}, page_size),
       inode_(inode) {
     auto dropping = std::make_unique<DroppingBackingIo>(buffered_fd, page_size);
@@ -104,11 +117,59 @@ ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
     return n;
 }
 
+bool DirectFile::has_setid_bits() const {
+    // The bits that a write by someone without CAP_FSETID clears (the kernel's
+    // should_remove_suid): setuid always, setgid when the group may execute (without that,
+    // setgid marks mandatory locking and stays).
+    struct stat st;
+    if (sys::fstat(buffered_fd_, &st) != 0)
+        return false;
+    return (st.st_mode & S_ISUID) || (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+}
+
+int DirectFile::reserve(uint64_t offset, uint64_t length) {
+    if (reservable_.load(std::memory_order_relaxed)) {
+        const int rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                                      static_cast<off_t>(length));
+        if (rv != -EOPNOTSUPP && rv != -ENOSYS)
+            return rv;  // reserved, or the error of this write (ENOSPC, EDQUOT, EFBIG...)
+        reservable_.store(false, std::memory_order_relaxed);
+        static std::atomic<bool> told = false;
+        if (!told.exchange(true))
+            spdlog::info("{}: the backing filesystem cannot reserve space (fallocate: {}): "
+                         "writes are held back only while its free space is more than what "
+                         "the mount holds, and written through otherwise",
+                         name_, std::strerror(-rv));
+    }
+    // Without a reservation, a full disk would be found at the writeout, after the write was
+    // answered: hold bytes back only while there is clearly room for everything held.
+    struct statvfs st;
+    if (sys::fstatvfs(buffered_fd_, &st) < 0)
+        return WriteBehind::kWriteThrough;
+    const uint64_t available = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+    const uint64_t held = streaming_->pool.counters().in_use + streaming_->pool.chunk();
+    return available > held + length ? 0 : WriteBehind::kWriteThrough;
+}
+
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
                           std::shared_ptr<const Credentials> who) {
     inode_.before_write(this, offset, offset + length);
     if (read_ahead_)
         read_ahead_->drop();
+    // Setuid and setgid are cleared by the write itself, as this writer, before it is
+    // answered: held back, the bits would stay on the file (and in the kernel's cache, and on
+    // a program run meanwhile) until the writeout.
+    if (has_setid_bits()) {
+        settle();  // what this file holds came first
+        std::optional<AsCredentials> as_writer;
+        if (who)
+            as_writer.emplace(*who);
+        const ssize_t n = write_now(buf, length, offset);
+        as_writer.reset();
+        if (mode_changed_)
+            mode_changed_();
+        return n;
+    }
     size_t taken = 0;
     if (write_behind_) {
         ssize_t n = write_behind_->write(buf, length, offset, who);
@@ -139,15 +200,15 @@ ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
 
 int DirectFile::sync(bool datasync) {
     inode_.settle();
-    const int failed = write_behind_ ? write_behind_->take_error() : 0;
+    const int failed = write_behind_ ? write_behind_->error() : 0;
     const int rv = dropping_ ? dropping_->drop_all() : sys::fsync(direct_fd_.get(), datasync);
     return failed < 0 ? failed : rv;
 }
 
 int DirectFile::flush() {
     settle();
-    const int failed = write_behind_ ? write_behind_->take_error() : 0;
-    const int rv = dropping_ ? dropping_->drop_all() : sys::close_dup(direct_fd_.get());
+    const int failed = write_behind_ ? write_behind_->error() : 0;
+    const int rv = dropping_ ? dropping_->drop_all() : 0;
     return failed < 0 ? failed : rv;
 }
 
@@ -169,8 +230,10 @@ void DirectFile::drop_read_ahead() {
         read_ahead_->drop();
 }
 
-uint64_t DirectFile::pending_end() const {
-    return write_behind_ ? write_behind_->pending().second : 0;
+InodeIo::Pending DirectFile::pending() const {
+    if (!write_behind_)
+        return {};
+    return {write_behind_->pending().second, write_behind_->last_write()};
 }
 
 ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile& out, int out_fd,
@@ -191,11 +254,16 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
         auto change = out.inode_.change();
         file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
         const uint64_t out_size = out.backing_size();
+        const bool setid = out.has_setid_bits();
         std::optional<AsCredentials> as_writer;
         if (who)
             as_writer.emplace(*who);
         if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
+            as_writer.reset();
             out.size_changed(out_size);
+            // The clone cleared setuid and setgid as a write does (for this writer).
+            if (setid && out.mode_changed_)
+                out.mode_changed_();
             return static_cast<ssize_t>(want);
         }
     }

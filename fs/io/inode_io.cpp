@@ -1,6 +1,7 @@
 #include "diofs/inode_io.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 namespace diofs {
 
@@ -38,12 +39,19 @@ void InodeIo::before_change() {
     }
 }
 
-uint64_t InodeIo::pending_end() const {
+InodeIo::Pending InodeIo::pending() const {
     std::lock_guard lock(mutex_);
-    uint64_t end = 0;
-    for (const Participant* f : files_)
-        end = std::max(end, f->pending_end());
-    return end;
+    Pending all;
+    for (const Participant* f : files_) {
+        const Pending p = f->pending();
+        if (p.end == 0)
+            continue;
+        all.end = std::max(all.end, p.end);
+        if (std::tie(p.last_write.tv_sec, p.last_write.tv_nsec) >
+            std::tie(all.last_write.tv_sec, all.last_write.tv_nsec))
+            all.last_write = p.last_write;
+    }
+    return all;
 }
 
 }  // namespace diofs

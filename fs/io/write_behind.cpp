@@ -1,5 +1,6 @@
 #include "diofs/write_behind.hpp"
 
+#include "diofs/error_boundary.hpp"
 #include "diofs/io_split.hpp"
 
 #include <spdlog/spdlog.h>
@@ -22,18 +23,23 @@ struct WriteBehind::Chunk {
 };
 
 WriteBehind::WriteBehind(Sink sink, BufferPool& pool, IoWorkers& workers, uint64_t window,
-                         uint32_t alignment)
+                         uint32_t alignment, Reserve reserve, std::string name)
     : sink_(std::move(sink)),
+      reserve_(std::move(reserve)),
       pool_(pool),
       workers_(workers),
       chunk_(pool.chunk()),
       max_chunks_(std::max<size_t>(2, window / pool.chunk())),
-      alignment_(alignment) {}
+      alignment_(alignment),
+      name_(std::move(name)) {}
 
 WriteBehind::~WriteBehind() {
-    settle();
-    if (int error = take_error(); error < 0)
-        spdlog::error("a coalesced write failed after the file was closed: {}", std::strerror(-error));
+    std::unique_lock lock(mutex_);
+    settle_locked(lock);
+    if (error_ < 0 && !error_told_)
+        spdlog::error("{}: a coalesced write failed after the file was closed ({}): nobody "
+                      "was left to tell",
+                      name_, std::strerror(-error_));
 }
 
 std::unique_ptr<PooledBuffer> WriteBehind::buffer_locked(std::unique_lock<std::mutex>* lock) {
@@ -82,22 +88,42 @@ void WriteBehind::submit_full_locked() {
 ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
                            std::shared_ptr<const Credentials> who) {
     std::unique_lock lock(mutex_);
-    if (error_ < 0 && !error_told_) {
+    if (error_ < 0) {
         error_told_ = true;
         return error_;
     }
-    // A writeout that fails while this write waits for memory drops what was pending, this
-    // write's bytes too: it then takes nothing more and reports the failure.
-    const uint64_t failures_before = failures_;
+    if (reserve_ && length > 0) {
+        // Under the lock: the writes of one file reach here one at a time anyway (the kernel
+        // holds the inode lock over a FUSE direct write), and a writeout never needs it while
+        // it writes.
+        int room;
+        {
+            std::optional<AsCredentials> as_writer;
+            if (who)
+                as_writer.emplace(*who);
+            room = reserve_(offset, length);
+        }
+        if (room < 0)
+            return room;
+        if (room == kWriteThrough) {
+            // The caller writes these bytes at once: what was taken before goes first, or it
+            // could land on top of them later.
+            settle_locked(lock);
+            error_told_ = error_ < 0;
+            return error_;
+        }
+    }
     size_t done = 0;
     while (done < length) {
         if (!filling_ || filling_->end() != offset + done) {
             submit_locked(std::move(filling_));  // the stream does not go on here
             auto buffer = buffer_locked(&lock);
-            if (failures_ != failures_before) {
+            // A writeout that failed while this write waited for memory dropped what was
+            // pending, this write's bytes too: it takes nothing more and reports the failure.
+            if (error_ < 0) {
                 spare_ = std::move(buffer);
                 error_told_ = true;
-                return last_failure_;
+                return error_;
             }
             if (!buffer)
                 break;  // the mount's memory is taken: the caller writes the rest itself
@@ -113,45 +139,61 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
         if (filling_->length == chunk_)
             submit_full_locked();
     }
+    if (done > 0)
+        ::clock_gettime(CLOCK_REALTIME_COARSE, &last_write_);
     return static_cast<ssize_t>(done);
+}
+
+int WriteBehind::write_out(const Chunk& chunk) {
+    // The error boundary of a writeout: what goes wrong becomes this file's error, never the
+    // end of the I/O thread (and of the daemon, with every write it holds).
+    try {
+        AsCredentials as_writer(chunk.who ? *chunk.who : Credentials{});
+        size_t done = 0;
+        while (done < chunk.length) {
+            ssize_t n = sink_(chunk.buffer->data() + done, chunk.length - done, chunk.start + done);
+            if (n <= 0)
+                return n < 0 ? static_cast<int>(n) : -EIO;
+            done += static_cast<size_t>(n);
+        }
+        return 0;
+    } catch (...) {
+        return current_exception_errno(
+            fmt::format("{}: writing out {} bytes at offset {}", name_, chunk.length, chunk.start));
+    }
+}
+
+void WriteBehind::fail_locked(const Chunk& chunk, int error) {
+    // Later bytes must not land after a gap: what is pending is dropped, and the file stays
+    // in error (see the header).
+    uint64_t dropped_end = chunk.end();
+    for (const auto& c : queue_)
+        dropped_end = std::max(dropped_end, c->end());
+    if (filling_)
+        dropped_end = std::max(dropped_end, filling_->end());
+    spdlog::error("{}: writing out {} bytes at offset {} failed: {}; the bytes held for "
+                  "[{}, {}) are dropped and the open file stays in error until closed",
+                  name_, chunk.length, chunk.start, std::strerror(-error), chunk.start,
+                  dropped_end);
+    if (error_ == 0) {
+        error_ = error;
+        error_told_ = false;
+    }
+    queue_.clear();
+    filling_.reset();
 }
 
 void WriteBehind::drain() {
     std::unique_lock lock(mutex_);
     while (!queue_.empty()) {
-        Chunk& chunk = *queue_.front();
+        const Chunk& chunk = *queue_.front();
         lock.unlock();
-        int error = 0;
-        {
-            std::optional<AsCredentials> as_writer;
-            if (chunk.who)
-                as_writer.emplace(*chunk.who);
-            size_t done = 0;
-            while (done < chunk.length) {
-                ssize_t n = sink_(chunk.buffer->data() + done, chunk.length - done,
-                                  chunk.start + done);
-                if (n <= 0) {
-                    error = n < 0 ? static_cast<int>(n) : -EIO;
-                    break;
-                }
-                done += static_cast<size_t>(n);
-            }
-        }
+        const int error = write_out(chunk);
         lock.lock();
         std::unique_ptr<Chunk> finished = std::move(queue_.front());
         queue_.pop_front();
-        if (error < 0) {
-            // Later bytes must not land after a gap: what is pending is dropped, and the
-            // error waits for the next write, fsync or close.
-            if (error_ == 0) {
-                error_ = error;
-                error_told_ = false;
-            }
-            last_failure_ = error;
-            ++failures_;
-            queue_.clear();
-            filling_.reset();
-        }
+        if (error < 0)
+            fail_locked(*finished, error);
         if (!spare_)
             spare_ = std::move(finished->buffer);
         written_.notify_all();
@@ -172,9 +214,11 @@ void WriteBehind::settle() {
     settle_locked(lock);
 }
 
-int WriteBehind::take_error() {
+int WriteBehind::error() {
     std::lock_guard lock(mutex_);
-    return std::exchange(error_, 0);
+    if (error_ < 0)
+        error_told_ = true;
+    return error_;
 }
 
 std::pair<uint64_t, uint64_t> WriteBehind::pending() const {
@@ -191,6 +235,11 @@ std::pair<uint64_t, uint64_t> WriteBehind::pending() const {
     if (filling_)
         add(*filling_);
     return end == 0 ? std::pair<uint64_t, uint64_t>{0, 0} : std::pair{begin, end};
+}
+
+timespec WriteBehind::last_write() const {
+    std::lock_guard lock(mutex_);
+    return last_write_;
 }
 
 }  // namespace diofs

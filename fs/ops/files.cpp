@@ -21,15 +21,22 @@ namespace {
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
 
 // The OpenFile for a backing descriptor just opened; under dbopt with its direct side, and the
-// kernel told not to cache (FOPEN_DIRECT_IO).
+// kernel told not to cache (FOPEN_DIRECT_IO). Every descriptor the file will need, the ones
+// that report at close included, is taken here: out of descriptors, the open fails (-errno in
+// `error`), never a later close.
 std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
-                                         fuse_file_info* fi) {
+                                         fuse_file_info* fi, int& error) {
     auto file = std::make_unique<OpenFile>(std::move(fd));
-    if (fs.options().dbopt && inode.type == S_IFREG) {
-        file->direct =
-            fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags), fi->flags);
+    error = file->fd_close.arm(file->fd.get());
+    if (error == 0 && fs.options().dbopt && inode.type == S_IFREG) {
+        error = fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags), fi->flags,
+                               file->direct);
+        if (error == 0 && file->direct->is_direct())
+            error = file->direct_close.arm(file->direct->direct_fd());
         fi->direct_io = 1;
     }
+    if (error < 0)
+        return nullptr;
     return file;
 }
 
@@ -59,7 +66,11 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         }
         if (fd < 0)
             return reply_status(req, fd);
-        reply_open(req, fi, make_open_file(fs, inode, UniqueFd(fd), fi));
+        int error;
+        auto file = make_open_file(fs, inode, UniqueFd(fd), fi, error);
+        if (!file)
+            return reply_status(req, error);
+        reply_open(req, fi, std::move(file));
     });
 }
 
@@ -81,7 +92,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         int rv = fs.entry_for_open_file(fd, &e);
         if (rv < 0)
             return reply_status(req, rv);
-        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi);
+        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, rv);
+        if (!file) {
+            fs.forget(e.ino, 1);
+            return reply_status(req, rv);
+        }
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         if (fuse_reply_create(req, &e, fi) == 0)
             file.release();
@@ -171,8 +186,13 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
         OpenFile& file = open_file_of(fi);
         int rv = file.direct ? file.direct->flush() : 0;
-        int closed = sys::close_dup(file.fd.get());
-        reply_status(req, rv < 0 ? rv : closed);
+        const int closed = file.fd_close.flush(file.fd.get());
+        const int direct_closed =
+            file.direct && file.direct->is_direct() ? file.direct_close.flush(file.direct->direct_fd()) : 0;
+        for (int report : {closed, direct_closed})
+            if (rv == 0)
+                rv = report;
+        reply_status(req, rv);
     });
 }
 

@@ -14,9 +14,12 @@
 #include "diofs/unique_fd.hpp"
 #include "diofs/write_behind.hpp"
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 
 namespace diofs {
 
@@ -57,18 +60,29 @@ public:
         bool synchronous = false;  // O_SYNC, O_DSYNC or O_DIRECT: no coalescing, no read-ahead
     };
 
+    // Called after a write cleared the file's setuid/setgid bits (the kernel must forget the
+    // mode it has cached: see write()).
+    using ModeChanged = std::function<void()>;
+
     // O_DIRECT for the body, `buffered_fd` (not owned) for the bounce page. `streaming` null:
-    // every request is one direct transfer (strict).
+    // every request is one direct transfer (strict). `name` names the file in the log.
     DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment, InodeIo& inode,
-               size_t page_size, Streaming* streaming, Access access);
+               size_t page_size, Streaming* streaming, Access access, std::string name = "a file",
+               ModeChanged mode_changed = {});
     // The filesystem refuses O_DIRECT: buffered, dropping pages behind itself.
-    DirectFile(int buffered_fd, InodeIo& inode, size_t page_size);
+    DirectFile(int buffered_fd, InodeIo& inode, size_t page_size, ModeChanged mode_changed = {});
     ~DirectFile() override;
     DirectFile(const DirectFile&) = delete;
     DirectFile& operator=(const DirectFile&) = delete;
 
     // As `who` (null: as the calling thread is). With coalescing the bytes may be taken for
-    // later; an earlier failure of this file's coalesced writes is returned instead.
+    // later, once their room is reserved on the backing file (ENOSPC and EDQUOT come from the
+    // write that does not fit); the error of a failed coalesced write of this file is
+    // returned instead, for good.
+    // A file with setuid (or group-executable setgid) bits is written through at once, after
+    // what this file holds, so that the backing filesystem clears the bits for this writer
+    // as it would (or keeps them for one with CAP_FSETID) before the write is answered; then
+    // `mode_changed` tells the kernel.
     ssize_t write(const char* buf, size_t length, uint64_t offset,
                   std::shared_ptr<const Credentials> who = nullptr);
     // After the file's size was changed some other way (truncate, fallocate) from `old_size`:
@@ -78,11 +92,12 @@ public:
     // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
     // The dbopt part of fsync (the caller also syncs the buffered descriptor): every pending
-    // write of the inode out, then 0 or -errno (a failed coalesced write of this file first).
+    // write of the inode out, then 0 or -errno (the error of this file's coalesced writes
+    // first: it stays until the file is closed).
     int sync(bool datasync);
     // The dbopt part of flush (close): this file's pending writes out, then 0 or -errno (a
-    // failed coalesced write, close-time errors of the direct descriptor, the rest of the
-    // fallback's dirty pages).
+    // failed coalesced write, the rest of the fallback's dirty pages). The close-time reports
+    // of the descriptors are the caller's (CloseReport).
     int flush();
 
     // copy_file_range inside a dbopt mount: shares extents where the filesystem can
@@ -94,21 +109,32 @@ public:
                         std::shared_ptr<const Credentials> who = nullptr);
 
     bool is_direct() const { return static_cast<bool>(direct_fd_); }
+    // The O_DIRECT descriptor, -1 for the fallback.
+    int direct_fd() const { return direct_fd_ ? direct_fd_.get() : -1; }
     const DioAlignment& alignment() const { return engine_.alignment(); }
 
     // InodeIo::Participant
     void settle() override;
     void settle_overlapping(uint64_t begin, uint64_t end) override;
     void drop_read_ahead() override;
-    uint64_t pending_end() const override;
+    InodeIo::Pending pending() const override;
 
 private:
     uint64_t backing_size() const;
+    // Whether the file has bits that a write by a user without CAP_FSETID clears.
+    bool has_setid_bits() const;
+    // WriteBehind's Reserve (as the writer): fallocate(FALLOC_FL_KEEP_SIZE) over the range;
+    // where the filesystem cannot, the bytes are held only while its free space is more than
+    // what the mount holds, else written through.
+    int reserve(uint64_t offset, uint64_t length);
     // One write straight to the backing file (no coalescing), as the calling thread is.
     ssize_t write_now(const char* buf, size_t length, uint64_t offset);
 
     const int buffered_fd_;
     const size_t page_size_;
+    const std::string name_;
+    const ModeChanged mode_changed_;
+    std::atomic<bool> reservable_ = true;  // fallocate works on the backing file
     UniqueFd direct_fd_;  // empty for the fallback
     std::unique_ptr<BackingIo> io_;
     DroppingBackingIo* dropping_ = nullptr;  // io_, when it is the fallback

@@ -4,6 +4,7 @@
 // fuse_req_userdata().
 
 #include "diofs/caller_credentials.hpp"
+#include "diofs/close_report.hpp"
 #include "diofs/dio_alignment.hpp"
 #include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
@@ -22,6 +23,9 @@ namespace diofs {
 struct OpenFile {
     explicit OpenFile(UniqueFd f) : fd(std::move(f)) {}
     const UniqueFd fd;                    // the buffered backing descriptor, always there
+    // What the backing filesystem reports when `fd` and the direct descriptor are closed
+    // (flush), prepared at open.
+    CloseReport fd_close, direct_close;
     // Under dbopt: every read and write goes here. Declared after `fd`, so it goes first and
     // can still write out what it holds back (its bounce page writes through `fd`).
     std::unique_ptr<DirectFile> direct;
@@ -56,18 +60,31 @@ public:
     void forget(fuse_ino_t ino, uint64_t n);
 
     // Under dbopt, for a regular file: the direct side of the file just opened as `buffered_fd`
-    // with `flags`. The O_DIRECT descriptor is a reopen of it with the daemon's credentials (the
-    // caller's right to open the file was checked by that first open; a file created with
-    // mode 0444 must still be writable through the descriptor that created it). A filesystem
-    // that refuses O_DIRECT gets one warning and the dropping buffered path.
+    // with `flags`, in `out`. The O_DIRECT descriptor is a reopen of it with the daemon's
+    // credentials (the caller's right to open the file was checked by that first open; a file
+    // created with mode 0444 must still be writable through the descriptor that created it).
+    // A filesystem that refuses O_DIRECT (EINVAL) gets one warning and the dropping buffered
+    // path. Any other failure of the reopen (EMFILE, ENFILE, ENOMEM...) is this open's: -errno.
     // `open_flags` are the caller's, as the kernel sent them (O_SYNC, O_DSYNC and O_DIRECT
     // turn read-ahead and coalescing off for this file).
-    std::unique_ptr<DirectFile> open_direct(Inode& inode, int buffered_fd, int flags,
-                                            int open_flags);
+    int open_direct(Inode& inode, int buffered_fd, int flags, int open_flags,
+                    std::unique_ptr<DirectFile>& out);
+
+    // The kernel forgets the attributes it holds of `inode` and asks again before it uses them
+    // (a mode check, an exec): after a change it did not make through a reply, such as a write
+    // clearing setuid bits. Safe while a request of the inode is being served.
+    void invalidate_attributes(Inode& inode);
+    // The session, once it exists (notifications go through it).
+    void set_session(fuse_session* session) { session_ = session; }
 
     // What the kernel is told of `inode`'s attributes `st`: under dbopt regular files report
     // kDirectIoBlockSize, and a size that includes their pending coalesced writes.
     void present(Inode& inode, struct stat& st) const;
+
+    // The number the kernel knows `inode` by.
+    fuse_ino_t ino_of(Inode& inode) {
+        return &inode == &root_ ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
+    }
 
     // Read-ahead and coalescing of the mount; null when the mount is not dbopt or is strict.
     Streaming* streaming() { return streaming_.get(); }
@@ -94,6 +111,7 @@ private:
     AlignmentDiscovery alignment_;
     const size_t page_size_;
     std::unique_ptr<Streaming> streaming_;
+    fuse_session* session_ = nullptr;
     // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
     std::mutex warned_mutex_;
     std::set<dev_t> warned_devices_;

@@ -12,6 +12,8 @@
 
 #include "diofs/range_lock.hpp"
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -22,6 +24,12 @@ namespace diofs {
 
 class InodeIo {
 public:
+    // Writes taken and not yet on the backing file.
+    struct Pending {
+        uint64_t end = 0;            // the end of the furthest, 0 without any
+        timespec last_write = {0, 0};  // when the last of them was taken
+    };
+
     // What an open file of the inode holds back.
     class Participant {
     public:
@@ -31,8 +39,8 @@ public:
         // settle(), when a pending write overlaps [begin, end).
         virtual void settle_overlapping(uint64_t begin, uint64_t end) = 0;
         virtual void drop_read_ahead() = 0;
-        // The end of its pending writes, 0 without any.
-        virtual uint64_t pending_end() const = 0;
+        // Its pending writes.
+        virtual Pending pending() const = 0;
     };
 
     // One change of the file through the mount, from before its first byte moves until after
@@ -70,9 +78,10 @@ public:
     // Before a change other than a write (truncate, fallocate, a copy into the file): every
     // pending write out, every read-ahead dropped.
     void before_change();
-    // The end of the furthest pending write of any open file, 0 without any: the size stat
-    // reports is at least this.
-    uint64_t pending_end() const;
+    // The pending writes of every open file: the size stat reports is at least their end, and
+    // the modification time at least the time of the last (the time of the write, as on a
+    // filesystem that writes back later).
+    Pending pending() const;
 
     // dbopt writers of this inode, through any open file (see direct_io_engine.hpp).
     RangeLock ranges;

@@ -41,7 +41,6 @@ int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newna
 int link_path_fd(int path_fd, int newdirfd, const char* newname);
 int fstatvfs(int fd, struct statvfs* st);
 int fsync(int fd, bool datasync);
-int close_dup(int fd);  // close(dup(fd)): the close-time errors of the backing file
 int fallocate(int fd, int mode, off_t offset, off_t length);
 ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
                         unsigned int flags);

@@ -29,7 +29,7 @@ public:
     [[nodiscard]] int release() noexcept { return std::exchange(fd_, kEmpty); }
 
     // Closes what is held (errors of close are not interesting here: flush() reports them to
-    // the caller through a dup, see ops/files.cpp) and takes `fd` instead.
+    // the caller through a duplicate, see close_report.hpp) and takes `fd` instead.
     void reset(int fd = kEmpty) noexcept {
         if (fd_ != kEmpty)
             ::close(fd_);

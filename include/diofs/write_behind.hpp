@@ -11,13 +11,24 @@
 // order by one worker at a time, so the bytes on the device are always a prefix of what was
 // written, followed by nothing: when one fails, everything pending after it is dropped.
 //
-// Errors: a failed writeout is reported by the file's next write (which then writes nothing),
-// and by its next take_error() (fsync, flush): never lost, never a success. What reached the
-// backing file before the failure stays there.
+// Room before bytes are taken: a write's range is reserved on the backing file first (Reserve:
+// fallocate with FALLOC_FL_KEEP_SIZE, as the writer), so ENOSPC and EDQUOT are returned by the
+// write whose bytes cannot be stored, as ext4 and xfs do with delayed allocation, and a
+// writeout never finds the disk full. A backing file that cannot reserve makes the write go
+// through at once instead of being held (see DirectFile::reserve).
+//
+// Errors that cannot be reserved against (EIO) surface at a writeout. Then the file is in
+// error for good: the failed writeout and everything held after it are dropped (and logged),
+// and every later write, settle's error() (fsync) and close of this open file return the
+// error. So no later write can land beyond acknowledged bytes that were lost, leaving a hole
+// that reads back as zeros: the program learns it at every step until it closes. What reached
+// the backing file before the failure stays there.
 
 #include "diofs/buffer_pool.hpp"
 #include "diofs/caller_credentials.hpp"
 #include "diofs/io_workers.hpp"
+
+#include <time.h>
 
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 
 namespace diofs {
 
@@ -33,31 +45,40 @@ public:
     // Writes [offset, offset + length) of `buf` to the backing file (any alignment; `buf` is a
     // pool chunk): a count, short only with an error to follow, or -errno.
     using Sink = std::function<ssize_t(const char* buf, size_t length, uint64_t offset)>;
+    // Makes room on the backing file for [offset, offset + length) before the bytes are taken,
+    // run as the writer: 0 when the room is there, kWriteThrough when it cannot be made sure
+    // of (the bytes are then not taken: the caller writes them at once), or the -errno the
+    // write returns (ENOSPC, EDQUOT), taking nothing. Empty: no room needed (tests).
+    using Reserve = std::function<int(uint64_t offset, uint64_t length)>;
+    static constexpr int kWriteThrough = 1;
 
     // At most `window` bytes (whole chunks, at least two: one filling while one is written)
-    // pending per file; `alignment` is
-    // the direct-I/O alignment of the file.
+    // pending per file; `alignment` is the direct-I/O alignment of the file. `name` says
+    // which file it is in the log ("inode 8:1/1234").
     WriteBehind(Sink sink, BufferPool& pool, IoWorkers& workers, uint64_t window,
-                uint32_t alignment);
-    // Writes out what is pending and waits (an error is then only logged: nobody is left to
-    // tell; release comes after flush, which reported it).
+                uint32_t alignment, Reserve reserve = {}, std::string name = "a file");
+    // Writes out what is pending and waits (an error nobody was told of is logged).
     ~WriteBehind();
     WriteBehind(const WriteBehind&) = delete;
     WriteBehind& operator=(const WriteBehind&) = delete;
 
     // Takes the bytes for writing later, as `who`. Returns how many were taken (fewer than
-    // `length` when no memory was left: the caller writes the rest itself), or the -errno of
-    // an earlier writeout that failed, of which this write takes nothing.
+    // `length` when no memory was left or no room could be reserved: the caller writes the
+    // rest itself), or -errno: the room could not be reserved (ENOSPC, EDQUOT), or an earlier
+    // writeout failed and the file is in error; either way this write takes nothing.
     ssize_t write(const char* buf, size_t length, uint64_t offset,
                   std::shared_ptr<const Credentials> who);
 
-    // Everything pending written out; waits. Errors are kept for take_error().
+    // Everything pending written out; waits. A failure makes the file's error().
     void settle();
-    // The error of a failed writeout not yet reported by take_error(), or 0; clears it.
-    int take_error();
+    // The error of a failed writeout, or 0. It stays: the file is in error until it is closed.
+    int error();
 
     // [begin, end) of the pending bytes; begin == end when there are none.
     std::pair<uint64_t, uint64_t> pending() const;
+    // When the last write was taken (CLOCK_REALTIME_COARSE, the clock of file times), while
+    // bytes are pending: the modification time the file shows before they are written out.
+    timespec last_write() const;
 
 private:
     struct Chunk;
@@ -68,13 +89,18 @@ private:
     void submit_full_locked();
     void settle_locked(std::unique_lock<std::mutex>& lock);
     void drain();
+    // One chunk to the sink, as its writer: 0 or -errno (an exception is one too).
+    int write_out(const Chunk& chunk);
+    void fail_locked(const Chunk& chunk, int error);
 
     const Sink sink_;
+    const Reserve reserve_;
     BufferPool& pool_;
     IoWorkers& workers_;
     const size_t chunk_;
     const size_t max_chunks_;
     const uint32_t alignment_;
+    const std::string name_;
 
     // Guards everything below.
     mutable std::mutex mutex_;
@@ -83,10 +109,9 @@ private:
     std::deque<std::unique_ptr<Chunk>> queue_;  // handed to the workers, in file order
     bool draining_ = false;                     // a worker is writing the queue out
     std::unique_ptr<PooledBuffer> spare_;       // of a chunk written out, for the next one
-    int error_ = 0;                             // of a failed writeout, until take_error()
-    bool error_told_ = false;                   // ... and a write has reported it already
-    uint64_t failures_ = 0;                     // failed writeouts so far
-    int last_failure_ = 0;                      // the -errno of the last one
+    int error_ = 0;                             // of the first failed writeout: for good
+    bool error_told_ = false;                   // ... returned by a write or error() since
+    timespec last_write_ = {0, 0};              // when the last write was taken
 };
 
 }  // namespace diofs

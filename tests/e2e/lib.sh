@@ -279,7 +279,8 @@ e2e_losetup() {
 # test: a sparse image in $E2E_TMP (default 1024 MiB), attached to a free loop device with the
 # given logical sector size (default 4096) and direct I/O on the image (so that the image file
 # itself does not fill the page cache), made into FSTYPE (xfs or ext4) and mounted on
-# MOUNTPOINT (created if missing). Sets E2E_LOOP. The cleanup unmounts it and detaches only
+# MOUNTPOINT (created if missing); ext2 is mounted by the ext4 driver, without extents, so
+# without fallocate. Sets E2E_LOOP. The cleanup unmounts it and detaches only
 # this loop device. Skips when the machine cannot do it (no mkfs, no loop devices).
 e2e_loop_fs() {
     local fstype=$1 mountpoint=$2 size=${3:-1024} sector=${4:-4096}
@@ -295,6 +296,7 @@ e2e_loop_fs() {
     case $fstype in
         xfs) mkfs.xfs -q -f "$E2E_LOOP" >/dev/null ;;
         ext4) mkfs.ext4 -q -F "$E2E_LOOP" >/dev/null ;;
+        ext2) mkfs.ext2 -q -F "$E2E_LOOP" >/dev/null ;;  # no extents: no fallocate
         *) fail "e2e_loop_fs: unsupported file system type '$fstype'" ;;
     esac
     mkdir -p "$mountpoint"

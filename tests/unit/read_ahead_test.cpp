@@ -298,7 +298,7 @@ public:
         overlapping.emplace_back(begin, end);
     }
     void drop_read_ahead() override { ++drops; }
-    uint64_t pending_end() const override { return end_; }
+    InodeIo::Pending pending() const override { return {end_, {}}; }
 
     int settles = 0, drops = 0;
     std::vector<std::pair<uint64_t, uint64_t>> overlapping;
@@ -333,7 +333,7 @@ TEST(InodeIo, EveryParticipantIsAskedAsTheRulesSay) {
     io.attach(&b);
     io.attach(&gone);
     io.detach(&gone);
-    EXPECT_EQ(io.pending_end(), 5000u);
+    EXPECT_EQ(io.pending().end, 5000u);
 
     // Before a write: the others' overlapping writes out, their read-ahead dropped.
     io.before_write(&writer, 100, 200);
@@ -360,7 +360,7 @@ TEST(InodeIo, EveryParticipantIsAskedAsTheRulesSay) {
     io.detach(&writer);
     io.detach(&a);
     io.detach(&b);
-    EXPECT_EQ(io.pending_end(), 0u);
+    EXPECT_EQ(io.pending().end, 0u);
 }
 
 // --- BufferPool and IoWorkers -------------------------------------------------------------------

@@ -75,6 +75,15 @@ public:
         return result;
     }
 
+    // WriteBehind's Reserve: room for [offset, offset + length), or ENOSPC past the capacity.
+    int reserve(uint64_t offset, uint64_t length) {
+        std::lock_guard lock(mutex_);
+        reserves_.push_back(Call{offset, static_cast<size_t>(length), 0});
+        if (capacity_ && offset + length > *capacity_)
+            return -ENOSPC;
+        return reserve_answer_;
+    }
+
     // ReadAhead's source.
     ssize_t read(char* buf, size_t length, uint64_t offset) {
         std::unique_lock lock(mutex_);
@@ -110,6 +119,20 @@ public:
         fail_from_ = offset;
         fail_errno_ = err;
         once_ = once;
+    }
+    // Reservations past `bytes` fail with ENOSPC (nothing: no limit).
+    void set_capacity(std::optional<uint64_t> bytes) {
+        std::lock_guard lock(mutex_);
+        capacity_ = bytes;
+    }
+    // What reserve() answers within the capacity (0, or WriteBehind::kWriteThrough).
+    void set_reserve_answer(int answer) {
+        std::lock_guard lock(mutex_);
+        reserve_answer_ = answer;
+    }
+    std::vector<Call> reserves() const {
+        std::lock_guard lock(mutex_);
+        return reserves_;
     }
     void heal() {
         std::lock_guard lock(mutex_);
@@ -173,7 +196,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable opened_, entered_cv_, done_cv_;
     std::string data_;
-    std::vector<Call> calls_;
+    std::vector<Call> calls_, reserves_;
+    std::optional<uint64_t> capacity_;
+    int reserve_answer_ = 0;
     std::optional<uint64_t> fail_from_;
     int fail_errno_ = ENOSPC;
     bool once_ = false;

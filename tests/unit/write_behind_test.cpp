@@ -3,7 +3,7 @@
 // direct-I/O alignment 8 or 16) so that every edge is reached in a few bytes: what is held
 // back and when it goes out, in which order and in which pieces, the carry of an unaligned
 // stream, the bounds on memory, and what a failed writeout does to the next write, to
-// take_error() (fsync, close) and to what was pending after it.
+// error() (fsync, close) and to what was pending after it.
 
 #include "diofs/buffer_pool.hpp"
 #include "diofs/io_workers.hpp"
@@ -11,8 +11,12 @@
 
 #include "streaming_fakes.hpp"
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 namespace diofs {
@@ -32,7 +36,8 @@ protected:
             [this](const char* buf, size_t length, uint64_t offset) {
                 return backing.write(buf, length, offset);
             },
-            *pool, *workers, window, alignment);
+            *pool, *workers, window, alignment,
+            [this](uint64_t offset, uint64_t length) { return backing.reserve(offset, length); });
     }
     void SetUp() override { make(); }
     // Whatever a test left held or failing, the WriteBehind can write out and go.
@@ -98,7 +103,7 @@ TEST_F(WriteBehindTest, NothingReachesTheBackingFileBeforeItIsDue) {
     EXPECT_EQ(backing.calls()[0].length, 50u);
     EXPECT_EQ(difference(backing.contents(), data), "");
     EXPECT_EQ(wb->pending(), (std::pair<uint64_t, uint64_t>{0, 0}));
-    EXPECT_EQ(wb->take_error(), 0);
+    EXPECT_EQ(wb->error(), 0);
 }
 
 TEST_F(WriteBehindTest, AFullChunkGoesOutWithoutWaitingForSettle) {
@@ -200,10 +205,11 @@ TEST_F(WriteBehindTest, ANonContiguousWriteSendsThePendingOneOutFirst) {
     EXPECT_EQ(order, (std::vector<uint64_t>{0, 100, 105, 2}));
 }
 
-// The writeout of [128, 192) fails: the next write says so and takes nothing, take_error()
-// (fsync, close) says so too, the bytes before it stay, nothing after it lands. Once told, the
-// file takes writes again.
-TEST_F(WriteBehindTest, AFailedWriteoutIsReportedByTheNextWriteAndByTakeError) {
+// The writeout of [128, 192) fails: the next write says so and takes nothing, error() (fsync,
+// close) says so too, the bytes before it stay, nothing after it lands. The file stays in
+// error: a write after the failure was reported, even once the disk is healthy again, must
+// not land beyond the bytes that were dropped (a hole of zeros where acknowledged bytes were).
+TEST_F(WriteBehindTest, AFailedWriteoutKeepsTheFileInError) {
     backing.fail_from(128);
     const std::string data = pattern(192, 8);
     ASSERT_EQ(write(data, 0), 192);
@@ -214,28 +220,131 @@ TEST_F(WriteBehindTest, AFailedWriteoutIsReportedByTheNextWriteAndByTakeError) {
     wb->settle();
     EXPECT_EQ(difference(backing.contents(), data.substr(0, 128)), "")
         << "the bytes before the failure must stay, and nothing after it land";
-    EXPECT_EQ(wb->take_error(), -ENOSPC) << "fsync/close after the failing write must fail too";
-    EXPECT_EQ(wb->take_error(), 0) << "an error is reported once by take_error";
+    EXPECT_EQ(wb->error(), -ENOSPC) << "fsync/close after the failing write must fail too";
+    EXPECT_EQ(wb->error(), -ENOSPC) << "the error stays";
 
     backing.heal();
-    ASSERT_EQ(write(more, 192), 40) << "after the error was taken, writes work again";
+    EXPECT_EQ(write(more, 192), -ENOSPC) << "a write after the failure took bytes";
+    EXPECT_EQ(write(more, 0), -ENOSPC) << "a write elsewhere after the failure took bytes";
     wb->settle();
-    EXPECT_EQ(wb->take_error(), 0);
-    std::string want = data.substr(0, 128) + std::string(64, '\0') + more;
-    EXPECT_EQ(difference(backing.contents(), want), "");
+    EXPECT_EQ(wb->error(), -ENOSPC);
+    EXPECT_EQ(difference(backing.contents(), data.substr(0, 128)), "")
+        << "something landed after the bytes that were dropped";
 }
 
-TEST_F(WriteBehindTest, AFailedWriteoutIsReportedByTakeErrorWithoutAnotherWrite) {
+// A failed writeout is logged when it happens, naming the file, the range and the error, not
+// only reported to a later call (which may never come: a program that is killed).
+TEST_F(WriteBehindTest, AFailedWriteoutIsLoggedWhenItHappens) {
+    std::ostringstream log;
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+    struct Restore {
+        std::shared_ptr<spdlog::logger> logger;
+        ~Restore() { spdlog::set_default_logger(logger); }
+    } restore{previous};
+    WriteBehind named(
+        [this](const char* buf, size_t length, uint64_t offset) {
+            return backing.write(buf, length, offset);
+        },
+        *pool, *workers, 4 * kChunk, 8, {}, "inode 8:1/1234");
+    backing.fail_from(64, EIO);
+    ASSERT_EQ(named.write(pattern(100, 26).data(), 100, 0, nullptr), 100);  // chunk 0 goes out
+    ASSERT_TRUE(backing.wait_calls(1));
+    named.settle();
+    const std::string text = log.str();
+    EXPECT_NE(text.find("inode 8:1/1234"), std::string::npos) << text;
+    EXPECT_NE(text.find("at offset 64"), std::string::npos) << text;
+    EXPECT_NE(text.find(std::strerror(EIO)), std::string::npos) << text;
+    EXPECT_EQ(named.error(), -EIO);
+}
+
+TEST_F(WriteBehindTest, AFailedWriteoutIsReportedByErrorWithoutAnotherWrite) {
     backing.fail_from(0, EIO);
     ASSERT_EQ(write(pattern(30, 10), 0), 30);
     wb->settle();
-    EXPECT_EQ(wb->take_error(), -EIO);
-    EXPECT_EQ(wb->take_error(), 0);
+    EXPECT_EQ(wb->error(), -EIO);
+    EXPECT_EQ(wb->error(), -EIO);
     EXPECT_EQ(backing.contents(), "");
 }
 
+// Room is reserved before bytes are taken: the write that does not fit gets ENOSPC and takes
+// nothing, every write before it lands in full, and once there is room again (the operator
+// freed space) the same write is taken and the file is every acknowledged byte.
+TEST_F(WriteBehindTest, ENOSPCComesFromTheWriteThatDoesNotFit) {
+    backing.set_capacity(300);
+    const std::string data = pattern(400, 20);
+    std::string acknowledged;
+    for (size_t at = 0; at < data.size(); at += 50) {
+        const ssize_t n = write(data.substr(at, 50), at);
+        if (at + 50 <= 300) {
+            ASSERT_EQ(n, 50) << "a write that fits was refused at " << at;
+        } else {
+            ASSERT_EQ(n, -ENOSPC) << "the write at " << at << " does not fit";
+            EXPECT_EQ(wb->pending().second, at) << "the refused write took bytes";
+            backing.set_capacity(std::nullopt);  // space freed: the same write again
+            ASSERT_EQ(write(data.substr(at, 50), at), 50);
+            backing.set_capacity(300 + 50 * (at / 50 - 5));  // and the disk fills again
+        }
+    }
+    wb->settle();
+    EXPECT_EQ(wb->error(), 0) << "a writeout failed: the reservation did not hold";
+    EXPECT_EQ(difference(backing.contents(), data), "");
+    for (const auto& r : backing.reserves())
+        EXPECT_GT(r.length, 0u);
+}
+
+// A backing file that cannot be sure of room (no fallocate, free space low) takes nothing:
+// the caller writes through, after what was taken before is out (else the older bytes could
+// land on top of the newer ones).
+TEST_F(WriteBehindTest, WithoutRoomNothingIsTaken) {
+    const std::string older = pattern(100, 21);
+    ASSERT_EQ(write(older, 0), 100);
+    backing.set_reserve_answer(WriteBehind::kWriteThrough);
+    EXPECT_EQ(write(pattern(100, 27), 50), 0);
+    EXPECT_EQ(wb->pending(), (std::pair<uint64_t, uint64_t>{0, 0}));
+    EXPECT_EQ(difference(backing.contents(), older), "") << "the older bytes are not out first";
+    backing.set_reserve_answer(0);
+    EXPECT_EQ(write(pattern(100, 21), 0), 100);
+}
+
+// An exception in a writeout (no memory for it) is that file's error, not the end of the I/O
+// thread or of the daemon: logged, returned by the next write and by error(), and the workers
+// go on serving other files.
+TEST_F(WriteBehindTest, AnExceptionInAWriteoutIsTheFilesError) {
+    FakeBacking other_backing;
+    std::atomic<int> calls{0};
+    WriteBehind throwing(
+        [&](const char*, size_t, uint64_t) -> ssize_t {
+            ++calls;
+            throw std::bad_alloc();
+        },
+        *pool, *workers, 4 * kChunk, 8);
+    ASSERT_EQ(throwing.write(pattern(100, 22).data(), 100, 0, nullptr), 100);
+    throwing.settle();
+    EXPECT_EQ(calls.load(), 1);
+    EXPECT_EQ(throwing.error(), -ENOMEM);
+    EXPECT_EQ(throwing.write(pattern(10, 23).data(), 10, 100, nullptr), -ENOMEM);
+    // The workers still run: this fixture's file writes out through them.
+    const std::string data = pattern(200, 24);
+    ASSERT_EQ(write(data, 0), 200);
+    wb->settle();
+    EXPECT_EQ(wb->error(), 0);
+    EXPECT_EQ(difference(backing.contents(), data), "");
+}
+
+// While bytes are pending, the file was last modified when the last write was taken.
+TEST_F(WriteBehindTest, TheTimeOfTheLastWriteIsKept) {
+    timespec before{};
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &before);
+    ASSERT_EQ(write(pattern(10, 25), 0), 10);
+    const timespec t = wb->last_write();
+    EXPECT_GE(t.tv_sec, before.tv_sec);
+    EXPECT_TRUE(t.tv_sec > before.tv_sec || t.tv_nsec >= before.tv_nsec);
+}
+
 // A writeout that lands in part: the part before the failure stays, byte for byte, and nothing
-// after it, whichever of the writes or take_error() tells.
+// after it, whichever of the writes or error() tells.
 TEST_F(WriteBehindTest, APartialWriteoutKeepsItsPrefixAndNothingAfter) {
     backing.fail_from(150);
     backing.set_delay(std::chrono::microseconds(200));
@@ -251,7 +360,7 @@ TEST_F(WriteBehindTest, APartialWriteoutKeepsItsPrefixAndNothingAfter) {
         ASSERT_EQ(n, 16);
     }
     wb->settle();
-    EXPECT_EQ(wb->take_error(), -ENOSPC) << "(the error was "
+    EXPECT_EQ(wb->error(), -ENOSPC) << "(the error was "
                                          << (told_by_write ? "" : "not ")
                                          << "reported by a write)";
     EXPECT_EQ(difference(backing.contents(), data.substr(0, 150)), "");
@@ -275,7 +384,7 @@ TEST_F(WriteBehindTest, WhatIsPendingAfterAFailureIsDropped) {
     EXPECT_EQ(backing.contents(), "");
     EXPECT_EQ(wb->pending(), (std::pair<uint64_t, uint64_t>{0, 0}));
     EXPECT_EQ(write(data.substr(0, 10), 158), -ENOSPC);
-    EXPECT_EQ(wb->take_error(), -ENOSPC);
+    EXPECT_EQ(wb->error(), -ENOSPC);
 }
 
 // A write waits for memory (its file's window is full) while the writeout ahead of it fails.
@@ -299,7 +408,7 @@ TEST_F(WriteBehindTest, AFailureWhileAWriteWaitsForMemoryLeavesNoGap) {
     backing.open();
     writer.join();
     wb->settle();
-    const int error = wb->take_error();
+    const int error = wb->error();
     EXPECT_EQ(error, -ENOSPC) << "the failure must reach fsync/close";
     bool failed = false;
     std::string landed;
@@ -455,7 +564,7 @@ TEST_F(WriteBehindTest, ConcurrentWritersOfOneFileLoseNothing) {
         t.join();
     wb->settle();
     EXPECT_EQ(short_counts.load(), 0);
-    EXPECT_EQ(wb->take_error(), 0);
+    EXPECT_EQ(wb->error(), 0);
     const std::string got = backing.contents();
     size_t wrong = 0;
     for (size_t i = 0; i < data.size(); ++i)
