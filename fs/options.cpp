@@ -284,6 +284,7 @@ std::string usage_text() {
     }
     text +=
         "      ro, nosuid, nodev, noexec, noatime, sync, ... generic mount flags\n"
+        "      (suid, dev: off unless given; mount(8), fstab: on unless nosuid/nodev)\n"
         "      defaults, nofail, _netdev, noauto, x-*, ...   for mount(8), ignored here\n"
         "  -h, --help     this text\n"
         "  -V, --version  the version\n"
