@@ -62,11 +62,14 @@ void log_descriptor_limit(const DescriptorLimit& d) {
         spdlog::info("descriptor limit: {} (the hard limit)", d.now);
 }
 
-std::optional<std::string> absolute_path(const std::string& path) {
+// `path` made absolute in `out`: 0, or -errno. -ENAMETOOLONG when the absolute path is longer
+// than PATH_MAX - 1 bytes (realpath() into a PATH_MAX buffer).
+int absolute_path(const std::string& path, std::string& out) {
     char resolved[PATH_MAX];
     if (!::realpath(path.c_str(), resolved))
-        return std::nullopt;
-    return std::string(resolved);
+        return -errno;
+    out = resolved;
+    return 0;
 }
 
 // Opens SOURCE, or says why it cannot be mirrored.
@@ -168,8 +171,17 @@ int run_daemon(const Options& given) {
         return 1;
     // Absolute paths: /proc/mounts shows the source, and the daemon leaves its working
     // directory when it detaches, after which a relative mountpoint could not be unmounted.
-    options.source = absolute_path(options.source).value_or(options.source);
-    options.mountpoint = absolute_path(options.mountpoint).value_or(options.mountpoint);
+    // Without fsname=, the kernel is given SOURCE's absolute path as the mount's source, which
+    // it takes up to kMaxFsnameBytes: PATH_MAX - 1 too, so exactly the paths realpath() finds
+    // too long are too long for the kernel.
+    if (absolute_path(options.source, options.source) == -ENAMETOOLONG && !options.fsname) {
+        spdlog::error("SOURCE '{}': its absolute path is longer than the {} bytes the kernel "
+                      "takes as the source of a mount: name the mount with a shorter "
+                      "-o fsname=NAME",
+                      options.source, kMaxFsnameBytes);
+        return 1;
+    }
+    absolute_path(options.mountpoint, options.mountpoint);
 
     struct stat root_st;
     if (int rv = sys::stat_path_fd(root_fd->get(), &root_st); rv < 0) {

@@ -139,6 +139,13 @@ const std::vector<OptionSpec>& option_specs() {
                  if (v.empty() || v.find_first_of(", \t\n") != std::string_view::npos)
                      return "fsname: '" + std::string(v) +
                             "' must be non-empty, without commas or white space";
+                 // Byte for byte what the kernel is given: fuse_arguments escapes only commas
+                 // and backslashes, and libfuse takes the escapes off again.
+                 if (v.size() > kMaxFsnameBytes)
+                     return "fsname: '" + std::string(v.substr(0, 16)) + "...' is " +
+                            std::to_string(v.size()) + " bytes, more than the " +
+                            std::to_string(kMaxFsnameBytes) +
+                            " the kernel takes as the source of a mount";
                  o.fsname = std::string(v);
                  return std::nullopt;
              }},
@@ -277,6 +284,7 @@ std::string usage_text() {
     }
     text +=
         "      ro, nosuid, nodev, noexec, noatime, sync, ... generic mount flags\n"
+        "      (suid, dev: off unless given; mount(8), fstab: on unless nosuid/nodev)\n"
         "      defaults, nofail, _netdev, noauto, x-*, ...   for mount(8), ignored here\n"
         "  -h, --help     this text\n"
         "  -V, --version  the version\n"

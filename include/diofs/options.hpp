@@ -6,6 +6,8 @@
 
 #include <spdlog/common.h>
 
+#include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +22,11 @@ inline constexpr uint64_t kDefaultWriteBehind = 4 * kMiB;
 inline constexpr uint64_t kDefaultDboptMem = 32 * kMiB;
 inline constexpr unsigned kDefaultIoThreads = 4;
 inline constexpr unsigned kDefaultMaxThreads = 0;  // one per CPU, at least 2 (daemon.cpp)
+
+// The longest fsname (the mount's source: fsname=, else SOURCE's absolute path) that mounts.
+// mount(2) copies the source with strndup_user(source, PATH_MAX): 4095 bytes and the NUL; one
+// byte more fails with a bare EINVAL from libfuse ("fuse: mount failed: Invalid argument").
+inline constexpr size_t kMaxFsnameBytes = PATH_MAX - 1;
 
 // "4M", "512K", "1G", "1048576": bytes (K, M, G are powers of 1024, either case); nothing when
 // it is not a size.

@@ -81,6 +81,33 @@ assert_eq odd "$(cat "$odd_mnt/file")" "a file read through a mount point with s
 diofs_unmount "$odd_mnt" "$DIOFS_PID"
 ok "SOURCE with a comma and MOUNTPOINT with spaces"
 
+# The fsname is the mount's source, which the kernel takes up to PATH_MAX with its NUL: 4095
+# bytes mount, one more would fail in libfuse with a bare EINVAL.
+longest=$(head -c 4095 /dev/zero | tr '\0' f)
+refused "fsname:" "4096 bytes" "4095" -- "$src" "$mnt" -o "dbopt,fsname=${longest}f"
+diofs_mount "$src" "$mnt" "fsname=$longest"
+assert_eq "$longest" "$(findmnt -n -o SOURCE --mountpoint "$mnt")" "the source shown for a 4095-byte fsname"
+diofs_unmount "$mnt" "$DIOFS_PID"
+ok "fsname: 4095 bytes mount, 4096 are refused by name"
+
+# Without fsname=, the source is SOURCE's absolute path: one longer than the kernel takes (a
+# relative SOURCE deep down) is refused with a message that says to give a shorter fsname=.
+component=$(head -c 200 /dev/zero | tr '\0' d)
+mkdir "$E2E_TMP/deep"
+cd "$E2E_TMP/deep"
+while ((${#PWD} <= 4095)); do
+    mkdir "$component"
+    cd "$component"
+done
+echo deep >file
+refused "SOURCE '.'" "fsname=" -- . "$mnt"
+diofs_mount . "$mnt" fsname=deep-source
+assert_eq deep-source "$(findmnt -n -o SOURCE --mountpoint "$mnt")" "the source shown with fsname=deep-source"
+assert_eq deep "$(cat "$mnt/file")" "a file read through the mount of a deep SOURCE"
+diofs_unmount "$mnt" "$DIOFS_PID"
+cd "$E2E_TMP"
+ok "a SOURCE whose absolute path is longer than 4095 bytes: refused, naming fsname=; mounts with one"
+
 # A busy mount: umount fails, and the daemon keeps serving.
 diofs_mount "$src" "$mnt"
 exec {busy}<"$mnt/hello"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The installed diofs through mount(8): `mount -t fuse.diofs`, fstab lines (an alternative
-# fstab with mount -T), umount, and `umount -a -t fuse.diofs` (in a private mount namespace,
-# where it cannot touch anybody else's mounts). Needs `cmake --install build`: mount(8) finds
+# fstab with mount -T), umount, suid and dev (what mount(8) tells the helper, and a user's
+# fstab line in a private mount namespace), and `umount -a -t fuse.diofs` (in a private mount
+# namespace, where it cannot touch anybody else's mounts). Needs `cmake --install build`: mount(8) finds
 # only /sbin/mount.fuse.diofs, which runs the installed diofs, not $DIOFS_BINARY.
 
 E2E_TIMEOUT=${E2E_TIMEOUT:-45}
@@ -52,6 +53,38 @@ unmounted_and_ended() {
 
 # kernel_options MOUNTPOINT: the options the kernel holds for the mount (not mount(8)'s utab).
 kernel_options() { findmnt -n -o VFS-OPTIONS,FS-OPTIONS --mountpoint "$1" | tr -s ' ' ','; }
+
+# in_namespace NAME SCRIPT ARGS...: run the bash SCRIPT in a private mount namespace, after
+# a prelude that gives it tmp=$1, say, bad, and a cleanup that lazily unmounts what it lists in
+# `mounts`. Before anything else the prelude lazily detaches the namespace's copies of other
+# people's FUSE mounts: a copy would pin their file system (its daemon would not see its own
+# umount) for as long as this namespace lives.
+namespace_prelude=$(cat <<'PRELUDE'
+set -euo pipefail
+tmp=$1
+mounts=()
+say() { printf 'mount_command_test (%s): %s\n' "$0" "$*"; }
+bad() { say "FAIL: $*" >&2; exit 1; }
+cleanup() {
+    local status=$? m
+    for m in "${mounts[@]}"; do
+        mountpoint -q "$m" && umount -l "$m"
+    done
+    exit $status
+}
+trap cleanup EXIT
+while read -r target fstype; do
+    target=$(printf '%b' "$target")
+    case $target in "$tmp"/*) continue ;; esac
+    umount -l -c "$target" 2>/dev/null || true
+done < <(findmnt -rn -o TARGET,FSTYPE | awk '$2 ~ /^fuse/')
+PRELUDE
+)
+in_namespace() {
+    local name=$1 script=$2
+    shift 2
+    timeout 30 unshare -m --propagation private bash -c "$namespace_prelude"$'\n'"$script" "$name" "$@"
+}
 
 no_mount_left() {
     local left
@@ -160,30 +193,130 @@ passes_through "$odd_mnt" "$odd_src"
 unmounted_and_ended "$odd_mnt" "$DAEMON_PID"
 ok "fstab: \\040-escaped spaces and a comma in SOURCE and MOUNTPOINT"
 
+# --- suid and dev ----------------------------------------------------------------------------
+# mount(8) never hands its defaults to a helper: `-o suid,dev` reaches mount.fuse.diofs as
+# `-o rw`, exactly as no option does. So the helper gives a mount suid and dev unless it was
+# told nosuid/nodev, as mount.fuse3 does, and as mount(8) mounts every other filesystem; the
+# diofs command itself keeps FUSE's nosuid,nodev unless suid/dev are given.
+cp /usr/bin/id "$src/setuid-id"
+chown root:root "$src/setuid-id"
+chmod 4755 "$src/setuid-id"
+mknod -m 0666 "$src/null-device" c 1 3  # /dev/null's
+nobody_uid=$(id -u nobody)
+
+# suid_dev_of MOUNTPOINT: "nosuid" or "suid", then "nodev" or "dev", as the kernel holds the
+# mount (the per-mount options of /proc/self/mountinfo).
+suid_dev_of() {
+    local o
+    o=,$(findmnt -n -o VFS-OPTIONS --mountpoint "$1"),
+    [[ $o == *,nosuid,* ]] && printf nosuid, || printf suid,
+    [[ $o == *,nodev,* ]] && printf nodev || printf dev
+}
+
+# honoured MOUNTPOINT: the same, as programs see it: "suid" when the setuid-root copy of id(1)
+# that nobody runs from the mount gets euid 0 ("nosuid": nobody's), "dev" when the device
+# node opens (nodev: EACCES).
+honoured() {
+    local euid
+    euid=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$1/setuid-id" -u)
+    case $euid in
+        0) printf suid, ;;
+        "$nobody_uid") printf nosuid, ;;
+        *) fail "the setuid-root id -u run by nobody from $1 printed '$euid'" ;;
+    esac
+    { : >"$1/null-device"; } 2>/dev/null && printf dev || printf nodev
+}
+
+# mounted_with EXPECTED MOUNT-ARGS...: `mount MOUNT-ARGS` mounts $mnt EXPECTED ("suid,dev",
+# "nosuid,nodev", ...) in /proc/self/mountinfo and for the programs that use it, and umount
+# ends the daemon.
+mounted_with() {
+    local expected=$1 status=0
+    shift
+    track_mount "$mnt"
+    mount "$@" 2>"$E2E_TMP/err" || status=$?
+    assert_eq 0 "$status" "exit status of mount $*; stderr: $(cat "$E2E_TMP/err")"
+    assert_eq fuse.diofs "$(mount_fstype "$mnt")" "type of the mount made by mount $*"
+    assert_eq "$expected" "$(suid_dev_of "$mnt")" "mountinfo of the mount made by mount $*"
+    assert_eq "$expected" "$(honoured "$mnt")" "what programs see of the mount made by mount $*"
+    the_daemon "$mnt"
+    unmounted_and_ended "$mnt" "$DAEMON_PID"
+    ok "mount $*: $expected, in mountinfo and for a setuid-root program and a device node"
+}
+mounted_with suid,dev -t fuse.diofs "$src" "$mnt" -o suid,dev
+mounted_with nosuid,nodev -t fuse.diofs "$src" "$mnt" -o nosuid,nodev
+mounted_with suid,dev -t fuse.diofs "$src" "$mnt"
+mounted_with nosuid,dev -t fuse.diofs "$src" "$mnt" -o dbopt,nosuid
+mounted_with suid,nodev -t fuse.diofs "$src" "$mnt" -o nodev,dbopt
+cat >"$E2E_TMP/fstab-suid" <<EOF
+$src $mnt fuse.diofs suid,dbopt,nofail 0 0
+EOF
+mounted_with suid,dev -T "$E2E_TMP/fstab-suid" "$mnt"
+cat >"$E2E_TMP/fstab-nosuid" <<EOF
+$src $mnt fuse.diofs defaults,nosuid,nodev 0 0
+EOF
+mounted_with nosuid,nodev -T "$E2E_TMP/fstab-nosuid" "$mnt"
+
+# The diofs command, not through mount(8): FUSE's default, unless suid/dev are given.
+for given_expected in ":nosuid,nodev" "suid,dev:suid,dev"; do
+    given=${given_expected%%:*} expected=${given_expected#*:}
+    diofs_mount "$src" "$mnt" "$given"
+    assert_eq "$expected" "$(suid_dev_of "$mnt")" "mountinfo of diofs SRC MNT -o $given"
+    assert_eq "$expected" "$(honoured "$mnt")" "what programs see of diofs SRC MNT -o $given"
+    diofs_unmount "$mnt" "$DIOFS_PID"
+done
+ok "diofs SRC MNT: nosuid,nodev; diofs SRC MNT -o suid,dev: suid,dev"
+rm "$src/setuid-id" "$src/null-device"
+
+# A `user` fstab line mounted by a user who is not root stays nosuid,nodev (and noexec), even
+# where it asks for suid,dev: mount(8) tells the helper nosuid,nodev,noexec, and fusermount3
+# refuses suid and dev to a user. In a private mount namespace, where /etc/fstab is a file of
+# the test's and /dev/fuse a node that every user may open (as Debian's udev rule makes it;
+# where it is 0600, as on this test's VM, no user could mount at all).
+mkdir -m 0700 "$E2E_TMP/dev"
+mknod -m 0666 "$E2E_TMP/dev/fuse" c 10 229
+for m in user-mnt user-suid-mnt; do
+    mkdir "$E2E_TMP/$m"
+    chown nobody "$E2E_TMP/$m"
+done
+cat >"$E2E_TMP/fstab-user" <<EOF
+$src $E2E_TMP/user-mnt fuse.diofs user,dbopt 0 0
+$src $E2E_TMP/user-suid-mnt fuse.diofs user,suid,dev 0 0
+EOF
+inner=$(cat <<'INNER'
+mounts=("$tmp/user-mnt" "$tmp/user-suid-mnt")
+mount --bind "$tmp/fstab-user" /etc/fstab
+mount --bind "$tmp/dev/fuse" /dev/fuse
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+for m in "${mounts[@]}"; do
+    as_nobody mount "$m" || bad "nobody: mount $m (a user line of fstab) failed"
+    [[ $(as_nobody cat "$m/hello") == "from the backing directory" ]] || bad "reading through $m"
+    o=,$(findmnt -n -o VFS-OPTIONS --mountpoint "$m"),
+    for flag in nosuid nodev noexec; do
+        [[ $o == *,$flag,* ]] || bad "the user mount $m is not $flag: $o"
+    done
+    as_nobody umount "$m" || bad "nobody: umount $m failed"
+    say "nobody mounts $m ($(grep -F " $m " "$tmp/fstab-user" | cut -d' ' -f4)): $o"
+done
+INNER
+)
+status=0
+in_namespace "user mount" "$inner" "$E2E_TMP" || status=$?
+assert_eq 0 "$status" "exit status of the user mount test in a private mount namespace"
+no_daemon_serves() { [[ -z "$(daemon_pids_with_arg "$1")" ]]; }
+for m in user-mnt user-suid-mnt; do
+    wait_until 10 no_daemon_serves "$E2E_TMP/$m" ||
+        fail "the user's diofs for $m still runs 10 s after its umount"
+done
+ok "fstab user lines mounted by nobody: nosuid,nodev,noexec, also where the line says suid,dev"
+
 # --- umount -a -t fuse.diofs, in a private mount namespace -----------------------------------
 mkdir "$E2E_TMP/ns-a" "$E2E_TMP/ns-b"
-# Runs in the new namespace. Before anything else it lazily detaches the namespace's copies
-# of other people's FUSE mounts: a copy would pin their file system (its daemon would not see
-# its own umount) for as long as this namespace lives, and `umount -a` must find ours only.
+# The prelude has detached the namespace's copies of other people's FUSE mounts: `umount -a`
+# must find ours only.
 inner=$(cat <<'INNER'
-set -euo pipefail
-tmp=$1 src=$2
+src=$2
 mounts=("$tmp/ns-a" "$tmp/ns-b")
-say() { printf 'mount_command_test (namespace): %s\n' "$*"; }
-bad() { say "FAIL: $*" >&2; exit 1; }
-cleanup() {
-    local status=$? m
-    for m in "${mounts[@]}"; do
-        mountpoint -q "$m" && umount -l "$m"
-    done
-    exit $status
-}
-trap cleanup EXIT
-while read -r target fstype; do
-    target=$(printf '%b' "$target")
-    case $target in "$tmp"/*) continue ;; esac
-    umount -l -c "$target" 2>/dev/null || true
-done < <(findmnt -rn -o TARGET,FSTYPE | awk '$2 ~ /^fuse/')
 pids_of() {  # the diofs serving $1
     local pid
     for pid in $(pgrep -x diofs); do
@@ -218,7 +351,7 @@ say "two mounts, umount -a -t fuse.diofs: both gone, daemons ${pids[*]} exited"
 INNER
 )
 status=0
-timeout 30 unshare -m --propagation private bash -c "$inner" namespace "$E2E_TMP" "$src" || status=$?
+in_namespace namespace "$inner" "$E2E_TMP" "$src" || status=$?
 assert_eq 0 "$status" "exit status of the umount -a test in a private mount namespace"
 no_mount_left "the namespace test (in this namespace)"
 for m in "$E2E_TMP/ns-a" "$E2E_TMP/ns-b"; do

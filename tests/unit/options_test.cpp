@@ -106,6 +106,27 @@ TEST(Options, BadFsname) {
     EXPECT_TRUE(parse({"/b", "/m", "-o", "fsname=archive"}).errors.empty());
 }
 
+// The kernel copies a mount's source with strndup_user(source, PATH_MAX): on 6.18 an fsname of
+// 4095 bytes mounts, one of 4096 fails with EINVAL ("fuse: mount failed: Invalid argument").
+TEST(Options, FsnameLongerThanTheKernelTakesIsRefusedByName) {
+    EXPECT_EQ(kMaxFsnameBytes, 4095u);
+    const std::string longest(kMaxFsnameBytes, 'n');
+    auto r = parse({"/b", "/m", "-o", "fsname=" + longest});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.fsname, longest);
+    // A backslash reaches the kernel as one byte (fuse_arguments escapes it for libfuse only).
+    EXPECT_TRUE(parse({"/b", "/m", "-o", "fsname=" + longest.substr(1) + "\\"}).errors.empty());
+
+    r = parse({"/b", "/m", "-o", "fsname=" + longest + "n,log_level=loud"});
+    ASSERT_EQ(r.errors.size(), 2u) << "reported with the other errors";
+    EXPECT_TRUE(any_error_mentions(r, "fsname:"));
+    EXPECT_TRUE(any_error_mentions(r, "4096 bytes"));
+    EXPECT_TRUE(any_error_mentions(r, "4095"));
+    EXPECT_TRUE(any_error_mentions(r, "log_level"));
+    for (const auto& e : r.errors)
+        EXPECT_LT(e.size(), 200u) << "the message quotes the whole name: " << e;
+}
+
 TEST(Options, AllErrorsAreCollected) {
     auto r = parse({"-o", "turbo,log_level=loud,dbopt=2", "--frobnicate"});
     EXPECT_EQ(r.errors.size(), 5u);  // three options, one argument, missing SOURCE
