@@ -106,7 +106,9 @@ private:
     // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
     std::mutex warned_mutex_;
     std::set<dev_t> warned_devices_;
+    // The mount's own device: set before the session loop starts, only read afterwards.
     std::optional<dev_t> own_device_;
+    // Whether a lookup that leads back into the mount was logged (only the first one is).
     std::atomic<bool> warned_own_mount_ = false;
 };
 
