@@ -84,17 +84,97 @@ std::optional<UniqueFd> open_source(const std::string& source) {
     return UniqueFd(fd);
 }
 
-bool check_mountpoint(const std::string& mountpoint) {
+// The device MOUNTPOINT is on before the mount, or nothing (and why) when it cannot be a mount
+// point.
+std::optional<dev_t> check_mountpoint(const std::string& mountpoint) {
     struct stat st;
     if (::stat(mountpoint.c_str(), &st) != 0) {
         spdlog::error("MOUNTPOINT '{}': {}", mountpoint, std::strerror(errno));
-        return false;
+        return std::nullopt;
     }
     if (!S_ISDIR(st.st_mode)) {
         spdlog::error("MOUNTPOINT '{}' is not a directory", mountpoint);
-        return false;
+        return std::nullopt;
     }
-    return true;
+    return st.st_dev;
+}
+
+bool same_file(const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// The directory `levels` steps above the absolute path `path`, for a message.
+std::string ancestor_path(std::string path, int levels) {
+    for (; levels > 0 && path != "/"; --levels) {
+        size_t slash = path.find_last_of('/');
+        path.erase(slash == 0 ? 1 : slash);
+    }
+    return path;
+}
+
+// Opens the directory `name` in `dirfd` (O_PATH) into `dir`, with its attributes in `st`.
+// Returns 0 or -errno.
+int open_directory(int dirfd, const char* name, UniqueFd& dir, struct stat& st) {
+    int fd = sys::openat(dirfd, name, O_PATH | O_DIRECTORY);
+    if (fd < 0)
+        return fd;
+    dir = UniqueFd(fd);
+    return sys::stat_path_fd(dir.get(), &st);
+}
+
+// A mount point inside the backing directory would make every lookup of it through the mount
+// enter the mount again, until the daemon waits on itself (see Filesystem::lookup). Inside
+// means: some directory above MOUNTPOINT, walking up by "..", is SOURCE, by device and inode,
+// so a bind mount of SOURCE elsewhere counts too, whatever the paths say. MOUNTPOINT itself
+// may be SOURCE (the daemon holds the directory it covers), and SOURCE may be inside
+// MOUNTPOINT: neither makes a loop. Says why when it refuses.
+bool check_outside_source(const Options& options, const struct stat& source_st) {
+    auto cannot_tell = [&](int rv) {
+        spdlog::error("MOUNTPOINT '{}': cannot tell whether it is inside SOURCE: {}",
+                      options.mountpoint, std::strerror(-rv));
+        return false;
+    };
+    UniqueFd dir;
+    struct stat dir_st;
+    if (int rv = open_directory(AT_FDCWD, options.mountpoint.c_str(), dir, dir_st); rv < 0)
+        return cannot_tell(rv);
+    for (int levels = 1;; ++levels) {
+        UniqueFd parent;
+        struct stat parent_st;
+        if (int rv = open_directory(dir.get(), "..", parent, parent_st); rv < 0)
+            return cannot_tell(rv);
+        if (same_file(parent_st, dir_st))
+            return true;  // the root: ".." of "/" is "/"
+        if (same_file(parent_st, source_st)) {
+            std::string through = ancestor_path(options.mountpoint, levels);
+            spdlog::error("MOUNTPOINT '{}' is inside SOURCE '{}'{}: every lookup of it through "
+                          "the mount would enter the mount again, and the daemon would wait on "
+                          "itself; choose a mount point outside SOURCE",
+                          options.mountpoint, options.source,
+                          through == options.source
+                              ? ""
+                              : " (through '" + through + "', which is SOURCE)");
+            return false;
+        }
+        dir = std::move(parent);
+        dir_st = parent_st;
+    }
+}
+
+// The device of the mount just made on `mountpoint`, which was on `before` until then. Asked
+// without a request to the mount: the session loop does not run yet, and a request now would
+// wait for it for ever.
+std::optional<dev_t> mounted_device(const std::string& mountpoint, dev_t before) {
+    dev_t dev;
+    int rv = sys::cached_device_at(AT_FDCWD, mountpoint.c_str(), &dev);
+    if (rv < 0)
+        spdlog::error("cannot find the new mount on '{}': {}", mountpoint, std::strerror(-rv));
+    else if (dev == before)
+        spdlog::error("cannot find the new mount on '{}': something else is mounted over it",
+                      mountpoint);
+    if (rv < 0 || dev == before)
+        return std::nullopt;
+    return dev;
 }
 
 // Logs the counters on SIGUSR1 (which every other thread blocks), until stop().
@@ -167,7 +247,8 @@ int run_daemon(const Options& given) {
     auto root_fd = open_source(options.source);
     if (!root_fd)
         return 1;
-    if (!check_mountpoint(options.mountpoint))
+    std::optional<dev_t> mountpoint_dev = check_mountpoint(options.mountpoint);
+    if (!mountpoint_dev)
         return 1;
     // Absolute paths: /proc/mounts shows the source, and the daemon leaves its working
     // directory when it detaches, after which a relative mountpoint could not be unmounted.
@@ -188,6 +269,8 @@ int run_daemon(const Options& given) {
         spdlog::error("SOURCE '{}': {}", options.source, std::strerror(-rv));
         return 1;
     }
+    if (!check_outside_source(options, root_st))
+        return 1;
     Filesystem fs(options, std::move(*root_fd), root_st);
     fuse_lowlevel_ops ops = make_operations();
 
@@ -213,6 +296,16 @@ int run_daemon(const Options& given) {
         fuse_remove_signal_handlers(se.get());
         return 1;
     }
+    // From here until the session loop runs, nothing may reach into the mount: the kernel
+    // holds every request until the loop has answered INIT, so the request would wait for
+    // ever.
+    std::optional<dev_t> own_device = mounted_device(options.mountpoint, *mountpoint_dev);
+    if (!own_device) {
+        fuse_session_unmount(se.get());
+        fuse_remove_signal_handlers(se.get());
+        return 1;
+    }
+    fs.set_own_device(*own_device);
     if (!options.foreground) {
         log_to_syslog(options.log_level);
         // The parent exits 0 once the child runs; the mount already exists by then, so

@@ -38,7 +38,33 @@ int Filesystem::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
     int fd = sys::openat(parent.path_fd.get(), name, O_PATH | O_NOFOLLOW);
     if (fd < 0)
         return fd;
-    return fill_entry(UniqueFd(fd), e);
+    UniqueFd path_fd(fd);
+    if (int rv = refuse_own_mount(path_fd.get(), name); rv < 0)
+        return rv;
+    return fill_entry(std::move(path_fd), e);
+}
+
+// A name in the backing directory can lead into this very mount: root bind-mounted the mount
+// (or a file or directory in it) there after it was mounted. The O_PATH open crossed into it
+// without asking the daemon, but anything more would be a request to the daemon itself: the
+// fstat of fill_entry a GETATTR, and every lookup the kernel then sends below that entry one
+// more lookup that re-enters the mount, each served by another worker thread that waits in
+// turn, until none is left and the mount is wedged for good (umount hangs, kill -9 leaves a
+// zombie). So such a name fails with EDEADLK ("Resource deadlock avoided": what it is, where
+// ELOOP would send people looking for a symlink), recognised by the device, which the kernel
+// gives without a request. Nothing under the name is reachable without re-entering.
+int Filesystem::refuse_own_mount(int path_fd, const char* name) {
+    dev_t dev;
+    if (int rv = sys::cached_device_at(path_fd, "", &dev); rv < 0)
+        return rv;
+    if (!own_device_ || dev != *own_device_)
+        return 0;
+    if (!warned_own_mount_.exchange(true))
+        spdlog::warn("lookup of '{}' under {} leads back into this mount ({}): a mount made "
+                     "inside the backing directory shows the mount again; such lookups fail "
+                     "with EDEADLK, or the daemon would wait on itself (logged once)",
+                     name, options_.source, options_.mountpoint);
+    return -EDEADLK;
 }
 
 int Filesystem::entry_for_open_file(int fd, fuse_entry_param* e) {

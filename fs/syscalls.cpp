@@ -1,5 +1,6 @@
 #include "diofs/syscalls.hpp"
 
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -40,6 +41,15 @@ int stat_at(int dirfd, const char* name, struct stat* st) {
 
 int stat_path_fd(int path_fd, struct stat* st) {
     return result(::fstatat(path_fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+int cached_device_at(int dirfd, const char* name, dev_t* dev) {
+    struct statx stx;
+    int flags = AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC | (*name ? 0 : AT_EMPTY_PATH);
+    int rv = result(::statx(dirfd, name, flags, 0, &stx));
+    if (rv == 0)
+        *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    return rv;
 }
 
 int fchmod_path_fd(int path_fd, mode_t mode) {

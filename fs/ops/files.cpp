@@ -48,22 +48,25 @@ void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> fi
         file.release();
 }
 
+// Opens the backing file of `inode` as the caller, with the kernel's flags. Returns the
+// descriptor or -errno.
+int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
+    // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
+    // read-ahead is dropped, as for a truncate through setattr.
+    std::optional<InodeIo::Change> truncating;
+    if (fi->flags & O_TRUNC) {
+        inode.io.before_change();
+        truncating.emplace(inode.io);
+    }
+    CallerCredentials as_caller(req);
+    return sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
+}
+
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "open", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
-        // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
-        // read-ahead is dropped, as for a truncate through setattr.
-        std::optional<InodeIo::Change> truncating;
-        if (fi->flags & O_TRUNC) {
-            inode.io.before_change();
-            truncating.emplace(inode.io);
-        }
-        int fd;
-        {
-            CallerCredentials as_caller(req);
-            fd = sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
-        }
+        int fd = open_backing(req, inode, fi);
         if (fd < 0)
             return reply_status(req, fd);
         int error;
@@ -74,28 +77,58 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     });
 }
 
+// create for a name that exists after all: made in the backing directory, around the mount,
+// after the kernel looked it up. It is looked up and opened as lookup and open would, so
+// that a mount made on it (this very mount, bind-mounted there) is refused, not entered. The
+// kernel takes only a regular file from create: another kind of file is reported as existing
+// (this kernel then looks the name up again and opens what it finds, as it would have).
+// Returns the descriptor, with a lookup reference in `e`, or -errno.
+int open_existing(fuse_req_t req, Inode& dir, const char* name, fuse_file_info* fi,
+                  fuse_entry_param* e) {
+    auto& fs = filesystem_of(req);
+    int rv;
+    {
+        CallerCredentials as_caller(req);
+        rv = fs.lookup(dir, name, e);
+    }
+    if (rv < 0)
+        return rv;
+    int fd = S_ISREG(e->attr.st_mode) ? open_backing(req, fs.inode(e->ino), fi) : -EEXIST;
+    if (fd < 0)
+        fs.forget(e->ino, 1);
+    return fd;
+}
+
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
     guarded(req, "create", [&] {
         auto& fs = filesystem_of(req);
+        Inode& dir = fs.inode(parent);
         int fd;
         {
             CallerCredentials as_caller(req);
             CallerUmask with_umask(req);
-            fd = sys::openat(fs.inode(parent).path_fd.get(), name,
-                             backing_open_flags(fi->flags) | O_CREAT | O_NOFOLLOW,
+            // Always O_EXCL: an open that can only make a new file never crosses into a mount
+            // made on an existing one (see Filesystem::lookup).
+            fd = sys::openat(dir.path_fd.get(), name,
+                             backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
                              with_umask.apply(mode));
         }
+        fuse_entry_param e;
+        const bool existing = fd == -EEXIST && !(fi->flags & O_EXCL);
+        if (existing)
+            fd = open_existing(req, dir, name, fi, &e);
         if (fd < 0)
             return reply_status(req, fd);
         UniqueFd owned(fd);
-        fuse_entry_param e;
-        int rv = fs.entry_for_open_file(fd, &e);
-        if (rv < 0)
-            return reply_status(req, rv);
-        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, rv);
+        if (!existing) {
+            if (int rv = fs.entry_for_open_file(fd, &e); rv < 0)
+                return reply_status(req, rv);
+        }
+        int error;
+        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, error);
         if (!file) {
             fs.forget(e.ino, 1);
-            return reply_status(req, rv);
+            return reply_status(req, error);
         }
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         if (fuse_reply_create(req, &e, fi) == 0)

@@ -13,8 +13,10 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 namespace diofs {
@@ -51,8 +53,13 @@ public:
     // other number is the address of an entry of the inode table.
     Inode& inode(fuse_ino_t ino);
 
+    // The device of the mount itself, learned once it is mounted and before the session loop
+    // starts its threads (which only read it).
+    void set_own_device(dev_t dev) { own_device_ = dev; }
+
     // Looks `name` up in `parent` without following a symlink and fills `e` for the kernel,
-    // taking one lookup reference. Returns 0 or -errno.
+    // taking one lookup reference. Returns 0 or -errno: -EDEADLK for a name that leads back
+    // into this mount (see refuse_own_mount).
     int lookup(Inode& parent, const char* name, fuse_entry_param* e);
     // The same for a file already opened (by create): no second resolution of its name.
     int entry_for_open_file(int fd, fuse_entry_param* e);
@@ -104,6 +111,8 @@ public:
 
 private:
     int fill_entry(UniqueFd path_fd, fuse_entry_param* e);
+    // -EDEADLK when `path_fd` (what `name` resolved to) is on this very mount, else 0.
+    int refuse_own_mount(int path_fd, const char* name);
 
     const Options options_;
     Inode root_;
@@ -115,6 +124,10 @@ private:
     // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
     std::mutex warned_mutex_;
     std::set<dev_t> warned_devices_;
+    // The mount's own device: set before the session loop starts, only read afterwards.
+    std::optional<dev_t> own_device_;
+    // Whether a lookup that leads back into the mount was logged (only the first one is).
+    std::atomic<bool> warned_own_mount_ = false;
 };
 
 Filesystem& filesystem_of(fuse_req_t req);

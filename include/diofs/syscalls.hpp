@@ -24,6 +24,12 @@ int open_via_proc(int path_fd, int flags);
 int fstat(int fd, struct stat* st);
 int stat_at(int dirfd, const char* name, struct stat* st);  // never follows a symlink
 int stat_path_fd(int path_fd, struct stat* st);
+// The device of `name` in `dirfd` (of `dirfd` itself when `name` is empty), never following a
+// symlink, as the kernel has it at hand: statx with no attribute asked for and
+// AT_STATX_DONT_SYNC, which never sends a FUSE filesystem a request (fs/fuse/dir.c,
+// fuse_update_get_attr: no request mask, or DONT_SYNC, means no GETATTR). So it is safe on the
+// daemon's own mount, even before the session loop runs.
+int cached_device_at(int dirfd, const char* name, dev_t* dev);
 int fchmod_path_fd(int path_fd, mode_t mode);
 int fchmod(int fd, mode_t mode);
 int fchown_path_fd(int path_fd, uid_t uid, gid_t gid);

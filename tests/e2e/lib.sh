@@ -505,10 +505,15 @@ EOF
     fi
 }
 
-# no_mount_left WHAT: nothing at all is mounted under our temporary directory.
+# no_mount_left WHAT: nothing at all is mounted under our temporary directory, except on the
+# mount points the test lists in E2E_KEPT_MOUNTS (mounts it keeps there on purpose).
+E2E_KEPT_MOUNTS=()
 no_mount_left() {
-    local left
+    local left kept
     left=$(mountinfo_mentioning "$E2E_TMP")
+    for kept in "${E2E_KEPT_MOUNTS[@]}"; do
+        left=$(M=$(e2e_mountinfo_escape "$kept") awk '$5 != ENVIRON["M"]' <<<"$left")
+    done
     [[ -z "$left" ]] || fail "$1 left a mount behind: $left"
 }
 
