@@ -2,7 +2,7 @@
 # Installs what is missing, builds, installs diofs (/usr/local/bin/diofs and the mount(8)
 # helper /sbin/mount.fuse.diofs) and mounts:
 #
-#     mount_helpers/setup.sh                          # demo: /srv/diofs-demo on /mnt/diofs-demo, dbopt
+#     mount_helpers/setup.sh                          # demo: /srv/diofs-demo on /mnt/diofs-demo, dbopt,nosuid,nodev
 #     mount_helpers/setup.sh SOURCE MOUNTPOINT [OPTIONS]
 #
 # Needs root (or sudo) for the packages, the install and the mount.
@@ -13,7 +13,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 source_dir=${1:-/srv/diofs-demo}
 mountpoint=${2:-/mnt/diofs-demo}
-options=${3:-dbopt}
+options=${3:-dbopt,nosuid,nodev}
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 
