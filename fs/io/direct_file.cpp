@@ -62,10 +62,16 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
                     return write_now(buf, length, offset);
                 },
                 streaming->pool, streaming->workers, streaming->write_behind, alignment.offset,
-                [this](uint64_t offset, uint64_t length) { return reserve(offset, length); },
+                [this](uint64_t offset, uint64_t length, uint64_t ahead) {
+                    return reserve(offset, length, ahead);
+                },
                 name_);
     }
     if (write_behind_) {
+        {
+            std::lock_guard lock(inode_.reserving);
+            ++inode_.reserving_files;
+        }
         streaming_ = streaming;
         std::lock_guard lock(streaming_->files_mutex_);
         streaming_->files_.insert(this);
@@ -88,9 +94,12 @@ DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size,
 }
 
 DirectFile::~DirectFile() {
-    // Pending writes out while other descriptors can still see them, then gone from the
-    // inode before the members that answer its questions go.
+    // Pending writes out while other descriptors can still see them, the room reserved past
+    // them given back, then gone from the inode before the members that answer its questions
+    // go.
     settle();
+    if (write_behind_)
+        give_back_room(true);
     inode_.detach(this);
     if (streaming_) {
         std::lock_guard lock(streaming_->files_mutex_);
@@ -117,22 +126,56 @@ ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
     return n;
 }
 
-bool DirectFile::has_setid_bits() const {
-    // The bits that a write by someone without CAP_FSETID clears (the kernel's
-    // should_remove_suid): setuid always, setgid when the group may execute (without that,
-    // setgid marks mandatory locking and stays).
+bool DirectFile::has_setid_bits() {
+    // A coalescing file knows the mode from its last reservation or check (at least every MiB
+    // of a stream, and after every change through the mount): a stat per write would cost
+    // as much as a third of a small write.
+    if (write_behind_ && setid_.load(std::memory_order_relaxed) == Setid::none)
+        return false;
     struct stat st;
     if (sys::fstat(buffered_fd_, &st) != 0)
         return false;
-    return (st.st_mode & S_ISUID) || (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+    return note_mode(st.st_mode);
 }
 
-int DirectFile::reserve(uint64_t offset, uint64_t length) {
+bool DirectFile::note_mode(mode_t mode) {
+    // The bits that a write by someone without CAP_FSETID clears (the kernel's
+    // should_remove_suid): setuid always, setgid when the group may execute (without that,
+    // setgid marks mandatory locking and stays).
+    const bool setid = (mode & S_ISUID) || (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+    setid_.store(setid ? Setid::some : Setid::none, std::memory_order_relaxed);
+    return setid;
+}
+
+WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t ahead) {
+    std::lock_guard lock(inode_.reserving);
+    struct stat st;
+    if (int rv = sys::fstat(buffered_fd_, &st); rv < 0)
+        return {rv, false, 0};
+    // Held back, a write would leave setuid and setgid bits on the file until its writeout.
+    if (note_mode(st.st_mode))
+        return {0, true, 0};
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t end = offset + length;
+    // Ahead only past the end of the file: inside it, a reservation could fill a hole the file
+    // is meant to keep. Past it, what is not written is given back when the file is released.
+    const uint64_t want = end > size ? end + ahead : end;
     if (reservable_.load(std::memory_order_relaxed)) {
-        const int rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                                      static_cast<off_t>(length));
+        if (want > size)
+            inode_.reserved_end = std::max(inode_.reserved_end, want);
+        uint64_t reserved = want;
+        int rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                                static_cast<off_t>(want - offset));
+        if (rv < 0 && want > end && rv != -EOPNOTSUPP && rv != -ENOSYS) {
+            // The disk may still hold the write itself, if not the room ahead of it.
+            reserved = end;
+            rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                                static_cast<off_t>(length));
+        }
+        if (rv == 0)
+            return {0, false, reserved};
         if (rv != -EOPNOTSUPP && rv != -ENOSYS)
-            return rv;  // reserved, or the error of this write (ENOSPC, EDQUOT, EFBIG...)
+            return {rv, false, 0};  // the error of this write (ENOSPC, EDQUOT, EFBIG...)
         reservable_.store(false, std::memory_order_relaxed);
         static std::atomic<bool> told = false;
         if (!told.exchange(true))
@@ -143,12 +186,40 @@ int DirectFile::reserve(uint64_t offset, uint64_t length) {
     }
     // Without a reservation, a full disk would be found at the writeout, after the write was
     // answered: hold bytes back only while there is clearly room for everything held.
-    struct statvfs st;
-    if (sys::fstatvfs(buffered_fd_, &st) < 0)
-        return WriteBehind::kWriteThrough;
-    const uint64_t available = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+    struct statvfs fs;
+    if (sys::fstatvfs(buffered_fd_, &fs) < 0)
+        return {0, true, 0};
+    const uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
     const uint64_t held = streaming_->pool.counters().in_use + streaming_->pool.chunk();
-    return available > held + length ? 0 : WriteBehind::kWriteThrough;
+    if (available <= held + length)
+        return {0, true, 0};
+    return {0, false, end};
+}
+
+void DirectFile::give_back_room(bool releasing) {
+    // Under the file's own lock (no write of it can take bytes into room that is going), then
+    // the inode's reservations, then its writeouts (the end of file stays where it is).
+    write_behind_->give_back_room([&] {
+        std::lock_guard lock(inode_.reserving);
+        if (releasing)
+            --inode_.reserving_files;
+        // Another open file may still write into the room: the last one gives it back.
+        if (inode_.reserving_files > (releasing ? 0u : 1u) || inode_.reserved_end == 0)
+            return;
+        const uint64_t reserved = std::exchange(inode_.reserved_end, 0);
+        std::lock_guard one_at_a_time(inode_.writing);
+        struct stat st;
+        if (sys::fstat(buffered_fd_, &st) < 0 || reserved <= static_cast<uint64_t>(st.st_size))
+            return;
+        // A truncate to the present size frees what lies past it; like any truncate it zeroes
+        // the rest of the last block through the page cache (that page is dropped), and stamps
+        // the file with the present time, when it was last modified by its last write.
+        if (sys::ftruncate(buffered_fd_, st.st_size) == 0) {
+            drop_end_of_file_page(buffered_fd_, static_cast<uint64_t>(st.st_size), page_size_);
+            const timespec times[2] = {{0, UTIME_OMIT}, st.st_mtim};
+            sys::futimens(buffered_fd_, times);
+        }
+    });
 }
 
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
@@ -158,29 +229,31 @@ ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
         read_ahead_->drop();
     // Setuid and setgid are cleared by the write itself, as this writer, before it is
     // answered: held back, the bits would stay on the file (and in the kernel's cache, and on
-    // a program run meanwhile) until the writeout.
-    if (has_setid_bits()) {
-        settle();  // what this file holds came first
-        std::optional<AsCredentials> as_writer;
-        if (who)
-            as_writer.emplace(*who);
-        const ssize_t n = write_now(buf, length, offset);
-        as_writer.reset();
-        if (mode_changed_)
-            mode_changed_();
-        return n;
-    }
+    // a program run meanwhile) until the writeout. Such a write goes through at once, after
+    // what this file holds; then the kernel is told.
+    bool setid = has_setid_bits();
     size_t taken = 0;
-    if (write_behind_) {
+    if (write_behind_ && !setid) {
         ssize_t n = write_behind_->write(buf, length, offset, who);
         if (n < 0 || static_cast<size_t>(n) == length)
             return n;
-        taken = static_cast<size_t>(n);  // the mount's buffer memory is taken: the rest now
+        taken = static_cast<size_t>(n);  // memory or room is short: the rest now
+        setid = setid_.load(std::memory_order_relaxed) == Setid::some;  // found by reserve()
+    } else if (setid) {
+        settle();
     }
-    std::optional<AsCredentials> as_writer;
-    if (who)
-        as_writer.emplace(*who);
-    ssize_t n = write_now(buf + taken, length - taken, offset + taken);
+    ssize_t n;
+    {
+        std::optional<AsCredentials> as_writer;
+        if (who)
+            as_writer.emplace(*who);
+        n = write_now(buf + taken, length - taken, offset + taken);
+    }
+    if (setid) {
+        setid_.store(Setid::unknown, std::memory_order_relaxed);
+        if (mode_changed_)
+            mode_changed_();
+    }
     if (n < 0)
         return taken ? static_cast<ssize_t>(taken) : n;
     return static_cast<ssize_t>(taken) + n;
@@ -207,6 +280,10 @@ int DirectFile::sync(bool datasync) {
 
 int DirectFile::flush() {
     settle();
+    // A close: what was reserved past the end of the file and not written is given back now,
+    // not at release, which the kernel sends after close() has returned.
+    if (write_behind_)
+        give_back_room(false);
     const int failed = write_behind_ ? write_behind_->error() : 0;
     const int rv = dropping_ ? dropping_->drop_all() : 0;
     return failed < 0 ? failed : rv;
@@ -223,6 +300,12 @@ void DirectFile::settle_overlapping(uint64_t begin, uint64_t end) {
     auto [first, last] = write_behind_->pending();
     if (first < end && begin < last)
         write_behind_->settle();
+}
+
+void DirectFile::changed() {
+    setid_.store(Setid::unknown, std::memory_order_relaxed);
+    if (write_behind_)
+        write_behind_->forget_room();
 }
 
 void DirectFile::drop_read_ahead() {

@@ -36,6 +36,7 @@ void InodeIo::before_change() {
     for (Participant* f : files_) {
         f->settle();
         f->drop_read_ahead();
+        f->changed();
     }
 }
 

@@ -92,26 +92,32 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
         error_told_ = true;
         return error_;
     }
-    if (reserve_ && length > 0) {
+    if (reserve_ && length > 0 && (offset < room_begin_ || offset + length > room_end_)) {
         // Under the lock: the writes of one file reach here one at a time anyway (the kernel
         // holds the inode lock over a FUSE direct write), and a writeout never needs it while
         // it writes.
-        int room;
+        const bool continues = room_end_ > room_begin_ && offset >= room_begin_ && offset <= room_end_;
+        const uint64_t from = continues ? room_end_ : offset;
+        const uint64_t ahead = continues ? std::min<uint64_t>(chunk_, room_end_ - room_begin_) : 0;
+        Room room;
         {
             std::optional<AsCredentials> as_writer;
             if (who)
                 as_writer.emplace(*who);
-            room = reserve_(offset, length);
+            room = reserve_(from, offset + length - from, ahead);
         }
-        if (room < 0)
-            return room;
-        if (room == kWriteThrough) {
+        if (room.error < 0)
+            return room.error;
+        if (room.write_through) {
             // The caller writes these bytes at once: what was taken before goes first, or it
             // could land on top of them later.
             settle_locked(lock);
             error_told_ = error_ < 0;
             return error_;
         }
+        if (!continues)
+            room_begin_ = offset;
+        room_end_ = std::max(room.end, offset + length);
     }
     size_t done = 0;
     while (done < length) {
@@ -212,6 +218,18 @@ void WriteBehind::settle_locked(std::unique_lock<std::mutex>& lock) {
 void WriteBehind::settle() {
     std::unique_lock lock(mutex_);
     settle_locked(lock);
+}
+
+void WriteBehind::forget_room() {
+    std::lock_guard lock(mutex_);
+    room_begin_ = room_end_ = 0;
+}
+
+void WriteBehind::give_back_room(const std::function<void()>& give_back) {
+    std::unique_lock lock(mutex_);
+    settle_locked(lock);
+    give_back();
+    room_begin_ = room_end_ = 0;
 }
 
 int WriteBehind::error() {

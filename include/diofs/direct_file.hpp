@@ -118,15 +118,25 @@ public:
     void settle_overlapping(uint64_t begin, uint64_t end) override;
     void drop_read_ahead() override;
     InodeIo::Pending pending() const override;
+    void changed() override;
 
 private:
+    enum class Setid { unknown, none, some };
+
     uint64_t backing_size() const;
     // Whether the file has bits that a write by a user without CAP_FSETID clears.
-    bool has_setid_bits() const;
-    // WriteBehind's Reserve (as the writer): fallocate(FALLOC_FL_KEEP_SIZE) over the range;
-    // where the filesystem cannot, the bytes are held only while its free space is more than
-    // what the mount holds, else written through.
-    int reserve(uint64_t offset, uint64_t length);
+    bool has_setid_bits();
+    // Remembers whether `mode` has them (setid_), and says so.
+    bool note_mode(mode_t mode);
+    // WriteBehind's Reserve (as the writer): fallocate(FALLOC_FL_KEEP_SIZE) over the range,
+    // and `ahead` more where that is past the end of the file; where the filesystem cannot,
+    // the bytes are held only while its free space is more than what the mount holds, else
+    // written through. A file with setuid or setgid bits is written through too.
+    WriteBehind::Room reserve(uint64_t offset, uint64_t length, uint64_t ahead);
+    // At a close (flush) and at release: when this is the last open file of the inode that
+    // reserves (`releasing`: it is going), the room reserved past the end of the file and not
+    // written is freed.
+    void give_back_room(bool releasing);
     // One write straight to the backing file (no coalescing), as the calling thread is.
     ssize_t write_now(const char* buf, size_t length, uint64_t offset);
 
@@ -135,6 +145,9 @@ private:
     const std::string name_;
     const ModeChanged mode_changed_;
     std::atomic<bool> reservable_ = true;  // fallocate works on the backing file
+    // What this open file knows of the mode's setuid/setgid bits: learned at every reservation
+    // and write-through check, forgotten at every change through the mount.
+    std::atomic<Setid> setid_ = Setid::unknown;
     UniqueFd direct_fd_;  // empty for the fallback
     std::unique_ptr<BackingIo> io_;
     DroppingBackingIo* dropping_ = nullptr;  // io_, when it is the fallback

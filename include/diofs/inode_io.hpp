@@ -41,6 +41,9 @@ public:
         virtual void drop_read_ahead() = 0;
         // Its pending writes.
         virtual Pending pending() const = 0;
+        // The file was changed by another request (truncate, fallocate, chmod, a copy into
+        // it): what the open file learned of it (room reserved, the mode) may be wrong now.
+        virtual void changed() {}
     };
 
     // One change of the file through the mount, from before its first byte moves until after
@@ -75,8 +78,8 @@ public:
     // Before `writer` writes [begin, end): the others' overlapping pending writes are written
     // out and their read-ahead dropped.
     void before_write(const Participant* writer, uint64_t begin, uint64_t end);
-    // Before a change other than a write (truncate, fallocate, a copy into the file): every
-    // pending write out, every read-ahead dropped.
+    // Before a change other than a write (truncate, fallocate, chmod, a copy into the file):
+    // every pending write out, every read-ahead dropped, every file told (changed()).
     void before_change();
     // The pending writes of every open file: the size stat reports is at least their end, and
     // the modification time at least the time of the last (the time of the write, as on a
@@ -91,6 +94,15 @@ public:
     // page the filesystem zeroed there would stay cached. Writes of one inode are serialized
     // by the kernel anyway (FUSE direct writes hold the inode lock); this covers writeouts.
     std::mutex writing;
+
+    // Room reserved in the backing file for writes held back (DirectFile::reserve): past the
+    // end of the file, a stream's reservation runs ahead of its writes, and what is left of it
+    // when the last open file that reserves goes is given back (DirectFile::~DirectFile).
+    // Guards reserved_end and reserving_files. Taken by a write (under its WriteBehind's lock)
+    // and by the release of a file, before `writing`; never while InodeIo::mutex_ is held.
+    std::mutex reserving;
+    uint64_t reserved_end = 0;     // the furthest byte reserved past the end of the file
+    unsigned reserving_files = 0;  // open files that reserve
 
 private:
     std::atomic<uint64_t> started_ = 0;

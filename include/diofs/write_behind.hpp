@@ -14,8 +14,11 @@
 // Room before bytes are taken: a write's range is reserved on the backing file first (Reserve:
 // fallocate with FALLOC_FL_KEEP_SIZE, as the writer), so ENOSPC and EDQUOT are returned by the
 // write whose bytes cannot be stored, as ext4 and xfs do with delayed allocation, and a
-// writeout never finds the disk full. A backing file that cannot reserve makes the write go
-// through at once instead of being held (see DirectFile::reserve).
+// writeout never finds the disk full. A stream reserves ahead of itself (twice what it has
+// reserved so far, up to a chunk), so that a writer of 4 KiB records asks once per MiB, not
+// once per record; a write inside the range already reserved asks nothing. A backing file that
+// cannot reserve makes the write go through at once instead of being held (see
+// DirectFile::reserve).
 //
 // Errors that cannot be reserved against (EIO) surface at a writeout. Then the file is in
 // error for good: the failed writeout and everything held after it are dropped (and logged),
@@ -45,12 +48,18 @@ public:
     // Writes [offset, offset + length) of `buf` to the backing file (any alignment; `buf` is a
     // pool chunk): a count, short only with an error to follow, or -errno.
     using Sink = std::function<ssize_t(const char* buf, size_t length, uint64_t offset)>;
-    // Makes room on the backing file for [offset, offset + length) before the bytes are taken,
-    // run as the writer: 0 when the room is there, kWriteThrough when it cannot be made sure
-    // of (the bytes are then not taken: the caller writes them at once), or the -errno the
-    // write returns (ENOSPC, EDQUOT), taking nothing. Empty: no room needed (tests).
-    using Reserve = std::function<int(uint64_t offset, uint64_t length)>;
-    static constexpr int kWriteThrough = 1;
+    // What Reserve made: room up to `end` (at least the write's end, more when it could reserve
+    // ahead); or the write is to go through at once (the room cannot be made sure of, or the
+    // file must not hold bytes back); or `error` (-ENOSPC, -EDQUOT...), which the write returns.
+    struct Room {
+        int error = 0;
+        bool write_through = false;
+        uint64_t end = 0;
+    };
+    // Makes room on the backing file for [offset, offset + length), and for up to `ahead` bytes
+    // after it where that is past the end of the file, before the bytes are taken; run as the
+    // writer. Empty: no room needed (tests).
+    using Reserve = std::function<Room(uint64_t offset, uint64_t length, uint64_t ahead)>;
 
     // At most `window` bytes (whole chunks, at least two: one filling while one is written)
     // pending per file; `alignment` is the direct-I/O alignment of the file. `name` says
@@ -63,14 +72,20 @@ public:
     WriteBehind& operator=(const WriteBehind&) = delete;
 
     // Takes the bytes for writing later, as `who`. Returns how many were taken (fewer than
-    // `length` when no memory was left or no room could be reserved: the caller writes the
-    // rest itself), or -errno: the room could not be reserved (ENOSPC, EDQUOT), or an earlier
-    // writeout failed and the file is in error; either way this write takes nothing.
+    // `length` when no memory was left or Reserve said to write through: the caller writes the
+    // rest itself, after what was taken before), or -errno: the room could not be reserved
+    // (ENOSPC, EDQUOT), or an earlier writeout failed and the file is in error; either way this
+    // write takes nothing.
     ssize_t write(const char* buf, size_t length, uint64_t offset,
                   std::shared_ptr<const Credentials> who);
 
     // Everything pending written out; waits. A failure makes the file's error().
     void settle();
+    // The room reserved so far may be gone (the file was truncated): writes reserve again.
+    void forget_room();
+    // Everything pending written out, then `give_back` run with no write of this file under
+    // way, and the room forgotten: what it reserved may be freed.
+    void give_back_room(const std::function<void()>& give_back);
     // The error of a failed writeout, or 0. It stays: the file is in error until it is closed.
     int error();
 
@@ -112,6 +127,7 @@ private:
     int error_ = 0;                             // of the first failed writeout: for good
     bool error_told_ = false;                   // ... returned by a write or error() since
     timespec last_write_ = {0, 0};              // when the last write was taken
+    uint64_t room_begin_ = 0, room_end_ = 0;    // reserved for this file's writes
 };
 
 }  // namespace diofs

@@ -12,6 +12,9 @@
 #include "dbopt_support.hpp"
 
 #include <grp.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -239,6 +242,56 @@ TEST_P(Hardening, FstatAfterAWriteShowsTheTimeOfTheWrite) {
     ASSERT_EQ(::stat(mnt("f").c_str(), &st), 0);
     EXPECT_GE(st.st_mtim.tv_sec, before.tv_sec) << "after close";
     EXPECT_EQ(read_whole(mnt("f")), "oldnew bytes");
+}
+
+// Where the blocks of `path` end: the end of its last extent (FIEMAP), 0 without any, or
+// nothing when the filesystem cannot say.
+std::optional<uint64_t> allocated_end(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return std::nullopt;
+    constexpr unsigned kExtents = 512;
+    std::vector<char> buf(sizeof(fiemap) + kExtents * sizeof(fiemap_extent));
+    auto* map = reinterpret_cast<fiemap*>(buf.data());
+    map->fm_start = 0;
+    map->fm_length = FIEMAP_MAX_OFFSET;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = kExtents;
+    if (::ioctl(fd.get(), FS_IOC_FIEMAP, map) != 0)
+        return std::nullopt;
+    uint64_t end = 0;
+    for (unsigned i = 0; i < map->fm_mapped_extents; ++i)
+        end = std::max<uint64_t>(end, map->fm_extents[i].fe_logical + map->fm_extents[i].fe_length);
+    return end;
+}
+
+// Room reserved ahead of a stream of writes and not written is given back when the file is
+// closed: no block of the backing file lies past its last one (st_blocks would not say: it
+// also counts the blocks of the extent tree, which differ with the layout), and the giving
+// back leaves the modification time of the last write (the writes were on the backing file,
+// fsync'ed, well before the close).
+TEST_P(Hardening, NoRoomStaysReservedAfterClose) {
+    DIOFS_MOUNT_ON(Backing::plain, GetParam().options);
+    const std::string data = random_bytes_from<std::mt19937_64>(25 * 4000, 29);
+    Fd fd(::open(mnt("f").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    for (size_t at = 0; at < data.size(); at += 4000)
+        ASSERT_EQ(::write(fd.get(), data.data() + at, 4000), 4000);
+    ASSERT_EQ(::fsync(fd.get()), 0);
+    struct stat before{};
+    ASSERT_EQ(::stat(backing("f").c_str(), &before), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    ASSERT_EQ(fd.close(), success());
+    struct stat after{};
+    ASSERT_EQ(::stat(backing("f").c_str(), &after), 0);
+    EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec) << "the close changed the mtime";
+    EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec) << "the close changed the mtime";
+    EXPECT_EQ(after.st_size, static_cast<off_t>(data.size()));
+    const std::optional<uint64_t> end = allocated_end(backing("f"));
+    ASSERT_TRUE(end.has_value()) << "FIEMAP: " << errno_name(errno);
+    EXPECT_LE(*end, (data.size() + after.st_blksize - 1) / after.st_blksize * after.st_blksize)
+        << "blocks reserved past the end of the file stayed allocated";
+    EXPECT_EQ(read_whole(backing("f")), data);
 }
 
 // The daemon's descriptor limit is made small once it runs (prlimit), after it said at start

@@ -4,6 +4,8 @@
 // fail (a fault-injecting backend) or to hold its callers until released (to build the
 // interleavings of a worker and a writer on purpose), and which records every call.
 
+#include "diofs/write_behind.hpp"
+
 #include <gtest/gtest.h>
 
 #include <sys/types.h>
@@ -75,13 +77,17 @@ public:
         return result;
     }
 
-    // WriteBehind's Reserve: room for [offset, offset + length), or ENOSPC past the capacity.
-    int reserve(uint64_t offset, uint64_t length) {
+    // WriteBehind's Reserve: room for [offset, offset + length) and `ahead` more, or for the
+    // write alone when the capacity ends before, or ENOSPC when the write does not fit.
+    WriteBehind::Room reserve(uint64_t offset, uint64_t length, uint64_t ahead) {
         std::lock_guard lock(mutex_);
-        reserves_.push_back(Call{offset, static_cast<size_t>(length), 0});
-        if (capacity_ && offset + length > *capacity_)
-            return -ENOSPC;
-        return reserve_answer_;
+        reserves_.push_back(Call{offset, static_cast<size_t>(length), static_cast<ssize_t>(ahead)});
+        const uint64_t end = offset + length;
+        if (capacity_ && end > *capacity_)
+            return {-ENOSPC, false, 0};
+        if (write_through_)
+            return {0, true, 0};
+        return {0, false, capacity_ && end + ahead > *capacity_ ? end : end + ahead};
     }
 
     // ReadAhead's source.
@@ -125,10 +131,10 @@ public:
         std::lock_guard lock(mutex_);
         capacity_ = bytes;
     }
-    // What reserve() answers within the capacity (0, or WriteBehind::kWriteThrough).
-    void set_reserve_answer(int answer) {
+    // Whether reserve() says to write through (the room cannot be made sure of).
+    void set_write_through(bool yes) {
         std::lock_guard lock(mutex_);
-        reserve_answer_ = answer;
+        write_through_ = yes;
     }
     std::vector<Call> reserves() const {
         std::lock_guard lock(mutex_);
@@ -198,7 +204,7 @@ private:
     std::string data_;
     std::vector<Call> calls_, reserves_;
     std::optional<uint64_t> capacity_;
-    int reserve_answer_ = 0;
+    bool write_through_ = false;
     std::optional<uint64_t> fail_from_;
     int fail_errno_ = ENOSPC;
     bool once_ = false;

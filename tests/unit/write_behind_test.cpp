@@ -37,7 +37,9 @@ protected:
                 return backing.write(buf, length, offset);
             },
             *pool, *workers, window, alignment,
-            [this](uint64_t offset, uint64_t length) { return backing.reserve(offset, length); });
+            [this](uint64_t offset, uint64_t length, uint64_t ahead) {
+                return backing.reserve(offset, length, ahead);
+            });
     }
     void SetUp() override { make(); }
     // Whatever a test left held or failing, the WriteBehind can write out and go.
@@ -272,26 +274,46 @@ TEST_F(WriteBehindTest, AFailedWriteoutIsReportedByErrorWithoutAnotherWrite) {
 // nothing, every write before it lands in full, and once there is room again (the operator
 // freed space) the same write is taken and the file is every acknowledged byte.
 TEST_F(WriteBehindTest, ENOSPCComesFromTheWriteThatDoesNotFit) {
-    backing.set_capacity(300);
-    const std::string data = pattern(400, 20);
-    std::string acknowledged;
+    uint64_t capacity = 300;
+    backing.set_capacity(capacity);
+    const std::string data = pattern(600, 20);
+    int refused = 0;
     for (size_t at = 0; at < data.size(); at += 50) {
-        const ssize_t n = write(data.substr(at, 50), at);
-        if (at + 50 <= 300) {
-            ASSERT_EQ(n, 50) << "a write that fits was refused at " << at;
-        } else {
-            ASSERT_EQ(n, -ENOSPC) << "the write at " << at << " does not fit";
+        ssize_t n;
+        while ((n = write(data.substr(at, 50), at)) == -ENOSPC) {
+            ++refused;
             EXPECT_EQ(wb->pending().second, at) << "the refused write took bytes";
-            backing.set_capacity(std::nullopt);  // space freed: the same write again
-            ASSERT_EQ(write(data.substr(at, 50), at), 50);
-            backing.set_capacity(300 + 50 * (at / 50 - 5));  // and the disk fills again
+            EXPECT_LT(capacity, at + 50) << "a write that fits was refused at " << at;
+            capacity += 60;  // the operator frees some space; the same write again
+            backing.set_capacity(capacity);
         }
+        ASSERT_EQ(n, 50) << "at " << at;
     }
+    EXPECT_GE(refused, 3) << "the disk was never full: the test tested nothing";
     wb->settle();
     EXPECT_EQ(wb->error(), 0) << "a writeout failed: the reservation did not hold";
     EXPECT_EQ(difference(backing.contents(), data), "");
-    for (const auto& r : backing.reserves())
-        EXPECT_GT(r.length, 0u);
+}
+
+// A stream of small writes reserves ahead of itself (twice what it has so far, up to a chunk):
+// a few reservations, not one per write, and every byte is covered before it is taken.
+TEST_F(WriteBehindTest, AStreamReservesAheadOfItself) {
+    const std::string data = pattern(64 * 20, 28);
+    ASSERT_TRUE(write_in_pieces(data, 0, 4));  // 320 writes
+    wb->settle();
+    EXPECT_EQ(difference(backing.contents(), data), "");
+    const auto reserves = backing.reserves();
+    EXPECT_LE(reserves.size(), 30u) << "one reservation per write";
+    uint64_t covered = 0;
+    for (const auto& r : reserves) {
+        EXPECT_EQ(r.offset, covered) << "a reservation left a gap or went back";
+        EXPECT_LE(static_cast<uint64_t>(r.result), kChunk) << "reserved more than a chunk ahead";
+        covered = r.offset + r.length + static_cast<uint64_t>(r.result);
+    }
+    // After a change of the file (a truncate), the room is asked again.
+    wb->forget_room();
+    ASSERT_EQ(write(data.substr(0, 4), 0), 4);
+    EXPECT_EQ(backing.reserves().size(), reserves.size() + 1);
 }
 
 // A backing file that cannot be sure of room (no fallocate, free space low) takes nothing:
@@ -300,11 +322,11 @@ TEST_F(WriteBehindTest, ENOSPCComesFromTheWriteThatDoesNotFit) {
 TEST_F(WriteBehindTest, WithoutRoomNothingIsTaken) {
     const std::string older = pattern(100, 21);
     ASSERT_EQ(write(older, 0), 100);
-    backing.set_reserve_answer(WriteBehind::kWriteThrough);
+    backing.set_write_through(true);
     EXPECT_EQ(write(pattern(100, 27), 50), 0);
     EXPECT_EQ(wb->pending(), (std::pair<uint64_t, uint64_t>{0, 0}));
     EXPECT_EQ(difference(backing.contents(), older), "") << "the older bytes are not out first";
-    backing.set_reserve_answer(0);
+    backing.set_write_through(false);
     EXPECT_EQ(write(pattern(100, 21), 0), 100);
 }
 
