@@ -33,14 +33,6 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
     return file;
 }
 
-// Hands `file` to the kernel as fi->fh; when the kernel did not take the reply (the caller
-// was interrupted) the file is closed again.
-void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> file) {
-    fi->fh = reinterpret_cast<uint64_t>(file.get());
-    if (fuse_reply_open(req, fi) == 0)
-        file.release();
-}
-
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "open", [&] {
         auto& fs = filesystem_of(req);
@@ -82,11 +74,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         if (rv < 0)
             return reply_status(req, rv);
         auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi);
-        fi->fh = reinterpret_cast<uint64_t>(file.get());
-        if (fuse_reply_create(req, &e, fi) == 0)
-            file.release();
-        else
+        fi->fh = fs.handles().add(std::move(file));
+        if (fuse_reply_create(req, &e, fi) != 0) {
+            fs.handles().close(fi->fh);  // before the inode its DirectFile uses may go
             fs.forget(e.ino, 1);
+        }
     });
 }
 
@@ -178,7 +170,7 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     guarded(req, "release", [&] {
-        delete &open_file_of(fi);
+        filesystem_of(req).handles().close(fi->fh);
         reply_status(req, 0);
     });
 }
