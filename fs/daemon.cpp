@@ -350,6 +350,11 @@ int run_daemon(const Options& given) {
     // Told to stop with files still open: what they hold back goes out before the mount does.
     if (Streaming* streaming = fs.streaming())
         streaming->settle_all();
+    // Their releases will never come: closed as release closes them, before the mount goes, so
+    // that the backing files are no longer held open once it is gone.
+    if (size_t open = fs.handles().close_all())
+        spdlog::info("session ends: closed {} files and directories the kernel still held open",
+                     open);
     fuse_session_unmount(se.get());
     fuse_remove_signal_handlers(se.get());
     if (rv < 0) {

@@ -1,22 +1,124 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the missing packages, builds with
 # warnings as errors, installs diofs (the mount(8) and fstab tests use the installed helper,
-# as a user would), and runs every test with ctest. Needs root for the real mounts; with
-# CI=true a mount test that cannot run fails instead of skipping.
+# as a user would), and runs every test with ctest. Then the same code under sanitizers, each
+# build in a directory of its own beside the first (made while the first tests run):
+# AddressSanitizer with UndefinedBehaviorSanitizer (build-asan/: the unit and mount tests) and
+# ThreadSanitizer (build-tsan/: the unit tests and the mount tests labelled mount-threads).
+# Needs root for the real mounts; with CI=true a mount test that cannot run fails instead of
+# skipping. DIOFS_SANITIZERS=0 skips the sanitizer builds, except under CI=true. Extra
+# arguments go to every ctest run (tests/run.sh -R Streaming). Each part says how long it
+# took; the exit status is not 0 when any part failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../mount_helpers/install-deps.sh
 . "$repo/mount_helpers/install-deps.sh"
 build=${DIOFS_BUILD_DIR:-$repo/build}
+failed=""
+times=""
+status=0
+
+# timed NAME COMMAND...: runs COMMAND, notes how long it took and whether it failed; its exit
+# status is left in $status.
+timed() {
+    local name=$1 start=$SECONDS
+    shift
+    status=0
+    "$@" || status=$?
+    times="$times${times:+, }$name $((SECONDS - start)) s"
+    if [ "$status" != 0 ]; then
+        failed="$failed${failed:+, }$name"
+        echo "tests/run.sh: $name failed (status $status)"
+    fi
+}
+
+summary() {
+    echo "tests/run.sh: $times"
+    if [ -n "$failed" ]; then
+        echo "tests/run.sh: FAILED: $failed"
+        exit 1
+    fi
+}
+
+# build_tree DIR SANITIZERS [TARGET...]: configures DIR with DIOFS_SANITIZE=SANITIZERS and builds
+# the targets (all without any).
+build_tree() {
+    local dir=$1 sanitize=$2
+    shift 2
+    cmake -S "$repo" -B "$dir" -DDIOFS_WERROR=ON -DDIOFS_BUILD_TESTS=ON \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIOFS_SANITIZE="$sanitize" >/dev/null &&
+        cmake --build "$dir" -j"$(nproc)" ${1:+--target "$@"}
+}
+
+# run_tests DIR [CTEST ARGS...]
+run_tests() {
+    local dir=$1
+    shift
+    (cd "$dir" && ctest --output-on-failure --timeout 900 "$@")
+}
+
+# Both sanitizer trees, one after the other, at a lower priority than the tests running
+# meanwhile. What timed() notes goes to RESULT: the times on the first line, the failures on the
+# second. Only what the TSan run needs is built there.
+build_sanitized() {
+    local result=$1
+    renice -n 10 -p "$BASHPID" >/dev/null
+    times="" failed=""
+    timed asan-build build_tree "$build-asan" address,undefined
+    timed tsan-build build_tree "$build-tsan" thread diofs_unit_tests diofs_mount_threads_tests
+    printf '%s\n%s\n' "$times" "$failed" >"$result"
+}
 
 diofs_install_missing_packages
 diofs_load_fuse
-cmake -S "$repo" -B "$build" -DDIOFS_WERROR=ON -DDIOFS_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)"
+timed build build_tree "$build" ""
+[ "$status" = 0 ] || summary
 if [ "$(id -u)" = 0 ]; then
     cmake --install "$build" >/dev/null
 else
     echo "tests/run.sh: not root: diofs is not installed, the mount tests will skip"
 fi
-cd "$build"
-ctest --output-on-failure --timeout 900 "$@"
+
+sanitizers=true
+if [ "${DIOFS_SANITIZERS:-1}" = 0 ]; then
+    if [ "${CI:-}" = true ]; then
+        echo "tests/run.sh: CI=true: the sanitizer builds run in spite of DIOFS_SANITIZERS=0"
+    else
+        echo "tests/run.sh: DIOFS_SANITIZERS=0: no sanitizer builds"
+        sanitizers=false
+    fi
+fi
+# The tests leave about one CPU idle (a test and its daemon mostly wait on each other and on the
+# disk): the sanitizer builds use it.
+built_result=$build/sanitizer-builds.result
+built_log=$build/sanitizer-builds.log
+if $sanitizers; then
+    rm -f "$built_result"
+    build_sanitized "$built_result" >"$built_log" 2>&1 &
+    sanitized_builds=$!
+fi
+timed tests run_tests "$build" "$@"
+$sanitizers || summary
+
+waiting=$SECONDS
+wait "$sanitized_builds" || true
+built_times="sanitizer builds" built_failed="asan-build, tsan-build"
+if [ -f "$built_result" ]; then
+    { read -r built_times && read -r built_failed; } <"$built_result" || true
+fi
+times="$times, $built_times (during the tests, then $((SECONDS - waiting)) s more)"
+if [ -n "$built_failed" ]; then
+    cat "$built_log"
+    failed="$failed${failed:+, }$built_failed"
+fi
+# Each test of these takes about one CPU, and the page-cache tests run alone (RUN_SERIAL): two
+# at a time. The e2e tests run the installed daemon: they are not repeated here.
+case "$built_failed" in
+*asan-build*) ;;
+*) timed asan-tests run_tests "$build-asan" -j"$(nproc)" -L 'unit|mount' "$@" ;;
+esac
+case "$built_failed" in
+*tsan-build*) ;;
+*) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
+esac
+summary

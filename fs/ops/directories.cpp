@@ -54,10 +54,7 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (!stream)
             return reply_status(req, -errno);
         (void)owned.release();  // the stream owns it now
-        auto dir = std::make_unique<OpenDir>(stream);
-        fi->fh = reinterpret_cast<uint64_t>(dir.get());
-        if (fuse_reply_open(req, fi) == 0)
-            dir.release();
+        reply_open(req, fi, std::make_unique<OpenDir>(stream));
     });
 }
 
@@ -135,7 +132,7 @@ void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse
 
 void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     guarded(req, "releasedir", [&] {
-        delete &open_dir_of(fi);
+        filesystem_of(req).handles().close(fi->fh);
         reply_status(req, 0);
     });
 }

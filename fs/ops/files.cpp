@@ -40,14 +40,6 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
     return file;
 }
 
-// Hands `file` to the kernel as fi->fh; when the kernel did not take the reply (the caller
-// was interrupted) the file is closed again.
-void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> file) {
-    fi->fh = reinterpret_cast<uint64_t>(file.get());
-    if (fuse_reply_open(req, fi) == 0)
-        file.release();
-}
-
 // Opens the backing file of `inode` as the caller, with the kernel's flags. Returns the
 // descriptor or -errno.
 int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
@@ -130,11 +122,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
             fs.forget(e.ino, 1);
             return reply_status(req, error);
         }
-        fi->fh = reinterpret_cast<uint64_t>(file.get());
-        if (fuse_reply_create(req, &e, fi) == 0)
-            file.release();
-        else
+        fi->fh = fs.handles().add(std::move(file));
+        if (fuse_reply_create(req, &e, fi) != 0) {
+            fs.handles().close(fi->fh);  // before the inode its DirectFile uses may go
             fs.forget(e.ino, 1);
+        }
     });
 }
 
@@ -231,7 +223,7 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     guarded(req, "release", [&] {
-        delete &open_file_of(fi);
+        filesystem_of(req).handles().close(fi->fh);
         reply_status(req, 0);
     });
 }

@@ -8,6 +8,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include <memory>
+
 namespace diofs::ops {
 
 // Runs one request. A handler replies exactly once, as its last step, so an exception can
@@ -28,6 +30,17 @@ inline void reply_status(fuse_req_t req, int rv) { fuse_reply_err(req, -rv); }
 // fuse_reply_entry, and when the kernel did not receive it (the caller was interrupted), the
 // lookup reference it carried is given back, or the inode would never be forgotten.
 void reply_entry(fuse_req_t req, const fuse_entry_param& e);
+
+// Hands `object` (an OpenFile, an OpenDir) to the kernel as fi->fh, kept in the mount's
+// OpenHandles until its release; when the kernel did not take the reply (the caller was
+// interrupted), it is closed again.
+template <typename T>
+void reply_open(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<T> object) {
+    OpenHandles& handles = filesystem_of(req).handles();
+    fi->fh = handles.add(std::move(object));
+    if (fuse_reply_open(req, fi) != 0)
+        handles.close(fi->fh);
+}
 
 void add_entry_operations(fuse_lowlevel_ops& ops);      // lookup, forget, mknod, rename, ...
 void add_attribute_operations(fuse_lowlevel_ops& ops);  // getattr, setattr, readlink, statfs

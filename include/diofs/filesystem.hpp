@@ -8,6 +8,7 @@
 #include "diofs/dio_alignment.hpp"
 #include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
+#include "diofs/open_handles.hpp"
 #include "diofs/options.hpp"
 #include "diofs/unique_fd.hpp"
 
@@ -96,6 +97,10 @@ public:
     // Read-ahead and coalescing of the mount; null when the mount is not dbopt or is strict.
     Streaming* streaming() { return streaming_.get(); }
 
+    // The open files and directories the kernel holds (fi->fh), until their release or the end
+    // of the session.
+    OpenHandles& handles() { return handles_; }
+
     // Under dbopt, after the size of a regular file changed from `old_size` through a request
     // other than write (truncate, fallocate): the pages the filesystem zeroed at the old and
     // new end of file are dropped (see drop_end_of_file_page), through `fi`'s file or, without
@@ -128,6 +133,8 @@ private:
     std::optional<dev_t> own_device_;
     // Whether a lookup that leads back into the mount was logged (only the first one is).
     std::atomic<bool> warned_own_mount_ = false;
+    // Last: destroyed first, while the inodes and the streaming its files use are still there.
+    OpenHandles handles_;
 };
 
 Filesystem& filesystem_of(fuse_req_t req);

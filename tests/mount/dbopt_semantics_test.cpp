@@ -101,6 +101,7 @@ TEST_F(DbOptSemantics, BadDioAlignValuesFailAtStartup) {
         EXPECT_NE(m.exit_description(), "") << "the daemon did not exit";
         EXPECT_EQ(m.exit_description().find("exited with status 0"), std::string::npos)
             << "the daemon " << m.exit_description();
+        EXPECT_EQ(m.sanitizer_report(), "") << "the daemon's way out of a refused start";
     }
 }
 

@@ -255,6 +255,25 @@ void DiofsMount::note_exit(int status) {
     exit_description_ = describe_status(status);
 }
 
+std::string DiofsMount::ending() const {
+    if (WIFEXITED(exit_status_) && WEXITSTATUS(exit_status_) == 0)
+        return exit_description_;
+    const std::string report = sanitizer_report();
+    return report.empty() ? exit_description_
+                          : exit_description_ + "; its sanitizer report:\n" + report;
+}
+
+std::string DiofsMount::terminate(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0 || !daemon_alive())
+        return "the daemon was not running (" + exit_description_ + ")";
+    terminated_ = true;
+    if (::kill(pid_, SIGTERM) != 0)
+        return std::string("kill(SIGTERM): ") + std::strerror(errno);
+    if (!wait_for_exit(timeout))
+        return "the daemon still runs " + std::to_string(timeout.count()) + " ms after SIGTERM";
+    return ending();
+}
+
 bool DiofsMount::daemon_alive() {
     if (pid_ <= 0 || reaped_)
         return false;
@@ -290,8 +309,8 @@ std::string DiofsMount::stop() {
     std::string problems;
     auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
 
-    if (pid_ > 0 && !daemon_alive())
-        note("the daemon " + exit_description_ + " before the test unmounted it");
+    if (pid_ > 0 && !terminated_ && !daemon_alive())
+        note("the daemon " + ending() + " before the test unmounted it");
 
     if (is_mounted()) {
         // Only our own mount point. EBUSY can be a file still being closed: retry a while.
@@ -329,7 +348,7 @@ std::string DiofsMount::stop() {
             }
         }
         if (reaped_ && !(WIFEXITED(exit_status_) && WEXITSTATUS(exit_status_) == 0))
-            note("the daemon " + exit_description_);
+            note("the daemon " + ending());
     }
 
     if (is_mounted()) {
@@ -358,6 +377,22 @@ std::string DiofsMount::log_tail(size_t max_lines) const {
     for (size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i)
         out += lines[i] + "\n";
     return out;
+}
+
+std::string DiofsMount::sanitizer_report(size_t max_lines) const {
+    std::istringstream in(log());
+    std::string line, report;
+    size_t lines = 0;
+    // "==PID==ERROR: AddressSanitizer: ..." (ASan, LSan), "FILE:LINE:COL: runtime error: ..."
+    // (UBSan), "WARNING: ThreadSanitizer: ..." (TSan).
+    while (std::getline(in, line) && lines < max_lines) {
+        if (lines == 0 && line.find("Sanitizer") == std::string::npos &&
+            line.find("runtime error:") == std::string::npos)
+            continue;
+        report += line + "\n";
+        ++lines;
+    }
+    return report;
 }
 
 size_t DiofsMount::count_stats_lines(long* last) const {

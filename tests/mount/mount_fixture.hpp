@@ -65,6 +65,12 @@ public:
     const std::string& log_path() const { return log_path_; }
     pid_t pid() const { return pid_; }
 
+    // Ends the daemon with SIGTERM, as a service manager stops it, whatever the test still
+    // holds open in the mount, and waits (at most `timeout`) for it to exit. Returns how it
+    // ended ("exited with status 0", with its sanitizer report if it wrote one), or why it did
+    // not. stop() then only cleans up.
+    std::string terminate(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
     // True while the daemon process runs (it is reaped here if it has exited).
     bool daemon_alive();
     // How the daemon ended, once daemon_alive() returned false or stop() ran ("" before).
@@ -76,6 +82,9 @@ public:
     // The daemon's log so far, or its last `max_lines` lines.
     std::string log() const;
     std::string log_tail(size_t max_lines = 40) const;
+    // What a sanitizer (ASan, LSan, UBSan, TSan: a build with DIOFS_SANITIZE) wrote into the
+    // log, from its first report on (at most `max_lines` lines), or "".
+    std::string sanitizer_report(size_t max_lines = 300) const;
 
     // Sends SIGUSR1 and waits (bounded) for the daemon to log a new "stats: inodes=N" line;
     // returns N, or nothing when no new line came.
@@ -85,6 +94,8 @@ private:
     bool wait_for_exit(std::chrono::milliseconds timeout);
     bool mountpoint_listed_fast() const;
     void note_exit(int status);
+    // exit_description(), and the sanitizer report when the exit was not clean.
+    std::string ending() const;
     size_t count_stats_lines(long* last) const;
 
     std::vector<std::string> options_;
@@ -95,6 +106,7 @@ private:
     int exit_status_ = 0;
     std::string exit_description_;
     bool stopped_ = false;
+    bool terminated_ = false;
 };
 
 // The accessors of a fixture that holds a DiofsMount (MountTest, DbOptTest): the mount, and
