@@ -77,33 +77,42 @@ bool is_kernel_setid_clear(fuse_req_t req, const struct stat& now, const struct 
     return clears_some && changes_nothing_else;
 }
 
+// setattr's work, between the pending writes going out and the reply: 0 with the new
+// attributes in `st`, or -errno.
+int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid,
+                      fuse_file_info* fi, struct stat& st) {
+    auto& fs = filesystem_of(req);
+    // Pending coalesced writes go out first: a truncate must cut them too, and times and
+    // modes are set after the writes that came before.
+    inode.io.before_change();
+    auto change = inode.io.change();
+    int rv = stat_inode(inode, fi, &st);
+    if (rv == 0 && is_kernel_setid_clear(req, st, attr, valid)) {
+        rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr.st_mode)
+                : sys::fchmod_path_fd(inode.path_fd.get(), attr.st_mode);
+        valid &= ~FUSE_SET_ATTR_MODE;
+    }
+    const uint64_t old_size = static_cast<uint64_t>(st.st_size);
+    if (rv == 0) {
+        CallerCredentials as_caller(req);
+        rv = apply_setattr(inode, attr, valid, fi);
+    }
+    if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
+        fs.after_size_change(inode, fi, old_size);
+    if (rv == 0)
+        rv = stat_inode(inode, fi, &st);
+    if (rv == 0)
+        fs.present(inode, st);
+    return rv;
+}
+
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
     guarded(req, "setattr", [&] {
         auto& fs = filesystem_of(req);
-        Inode& inode = fs.inode(ino);
-        // Pending coalesced writes go out first: a truncate must cut them too, and times and
-        // modes are set after the writes that came before.
-        inode.io.before_change();
-        auto change = inode.io.change();
         struct stat st;
-        int rv = stat_inode(inode, fi, &st);
-        if (rv == 0 && is_kernel_setid_clear(req, st, *attr, valid)) {
-            rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr->st_mode)
-                    : sys::fchmod_path_fd(inode.path_fd.get(), attr->st_mode);
-            valid &= ~FUSE_SET_ATTR_MODE;
-        }
-        const uint64_t old_size = static_cast<uint64_t>(st.st_size);
-        if (rv == 0) {
-            CallerCredentials as_caller(req);
-            rv = apply_setattr(inode, *attr, valid, fi);
-        }
-        if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
-            fs.after_size_change(inode, fi, old_size);
-        if (rv == 0)
-            rv = stat_inode(inode, fi, &st);
+        int rv = change_attributes(req, fs.inode(ino), *attr, valid, fi, st);
         if (rv < 0)
             return reply_status(req, rv);
-        fs.present(inode, st);
         fuse_reply_attr(req, &st, fs.cache_timeout());
     });
 }

@@ -245,20 +245,23 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
         auto& fs = filesystem_of(req);
         OpenFile& file = open_file_of(fi);
         Inode& inode = fs.inode(ino);
-        inode.io.before_change();
-        auto change = inode.io.change();
-        struct stat before;
-        int rv = sys::fstat(file.fd.get(), &before);
-        if (rv == 0) {
-            CallerCredentials as_caller(req);
-            rv = sys::fallocate(file.fd.get(), mode, offset, length);
-        }
-        // Zeroing and punching go through the page cache at partial blocks; under dbopt
-        // those pages, and the ends of file, are dropped.
-        if (rv == 0 && file.direct) {
-            write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
-                                static_cast<uint64_t>(length), fs.page_size());
-            fs.after_size_change(inode, fi, static_cast<uint64_t>(before.st_size));
+        int rv;
+        {
+            inode.io.before_change();
+            auto change = inode.io.change();  // ends before the reply (see guarded())
+            struct stat before;
+            rv = sys::fstat(file.fd.get(), &before);
+            if (rv == 0) {
+                CallerCredentials as_caller(req);
+                rv = sys::fallocate(file.fd.get(), mode, offset, length);
+            }
+            // Zeroing and punching go through the page cache at partial blocks; under dbopt
+            // those pages, and the ends of file, are dropped.
+            if (rv == 0 && file.direct) {
+                write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
+                                    static_cast<uint64_t>(length), fs.page_size());
+                fs.after_size_change(inode, fi, static_cast<uint64_t>(before.st_size));
+            }
         }
         reply_status(req, rv);
     });

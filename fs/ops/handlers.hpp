@@ -15,6 +15,9 @@ namespace diofs::ops {
 // Runs one request. A handler replies exactly once, as its last step, so an exception can
 // only come before the reply; it is logged and answered with its errno here, once (ENOMEM for
 // bad_alloc, the errno of a refused credentials switch, EIO for the rest).
+// "Last" includes destructors: once the reply is sent, the caller can close the file and the
+// kernel forget the inode (FORGET, served by another thread, destroys it), so nothing that
+// refers to the inode (an InodeIo::Change, a lock of it) may still be alive at the reply.
 template <typename Handler>
 void guarded(fuse_req_t req, const char* op, Handler&& handler) noexcept {
     try {
