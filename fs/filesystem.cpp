@@ -94,7 +94,7 @@ void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
 void Filesystem::present(Inode& inode, struct stat& st) const {
     if (!options_.dbopt || !S_ISREG(st.st_mode))
         return;
-    st.st_blksize = kDirectIoBlockSize;
+    st.st_blksize = kChunk;
     if (!streaming_)
         return;
     // Writes taken and not yet written out: the file is as long as they make it, and was

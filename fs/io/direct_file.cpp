@@ -22,7 +22,6 @@ namespace {
 // The most one copy_file_range request copies by hand: callers loop on short counts, and a
 // worker thread should not be gone for long.
 constexpr uint64_t kCopyPerRequest = 64u << 20;
-constexpr uint64_t kCopyChunk = 1u << 20;
 
 AlignedBuffer& thread_read_buffer() {
     thread_local AlignedBuffer buffer;
@@ -357,7 +356,7 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
     uint64_t done = 0;
     while (done < want) {
         ReadView view;
-        ssize_t n = in.read(off_in + done, std::min(want - done, kCopyChunk), view);
+        ssize_t n = in.read(off_in + done, std::min<uint64_t>(want - done, kChunk), view);
         if (n <= 0) {
             if (n < 0 && done == 0)
                 return n;

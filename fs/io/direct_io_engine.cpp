@@ -7,12 +7,6 @@
 #include <cstring>
 
 namespace diofs {
-namespace {
-
-// The most an unaligned body is copied at once; also the largest direct request issued.
-constexpr uint64_t kCopyChunk = 1u << 20;
-
-}  // namespace
 
 DirectIoEngine::DirectIoEngine(DioAlignment alignment, size_t page_size)
     : alignment_(alignment), lock_unit_(std::max<uint64_t>(alignment.offset, page_size)) {}
@@ -21,10 +15,11 @@ ssize_t DirectIoEngine::write_body(BackingIo& io, const char* buf, uint64_t leng
                                    uint64_t offset) const {
     if (reinterpret_cast<uintptr_t>(buf) % alignment_.memory == 0)
         return io.direct_pwrite(buf, length, offset);
-    // libfuse's request buffers are not aligned: copy through an aligned one.
+    // libfuse's request buffers are not aligned: copy through an aligned one, a chunk at most
+    // (a whole number of aligned blocks), which is also the largest direct request issued.
     thread_local AlignedBuffer copy;
     copy.reserve(std::max<size_t>(alignment_.memory, alignment_.offset),
-                 std::min(length, std::max(kCopyChunk, uint64_t{alignment_.offset})));
+                 std::min<uint64_t>(length, kChunk));
     uint64_t done = 0;
     while (done < length) {
         uint64_t n = std::min<uint64_t>(length - done, round_down(copy.size(), alignment_.offset));

@@ -15,6 +15,8 @@
 // kMaxDioAlignment, or it is ignored and the next source is asked.
 // The probes are injected, so tests can play any kernel and device.
 
+#include "diofs/chunk.hpp"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -26,7 +28,8 @@
 namespace diofs {
 
 inline constexpr uint32_t kDefaultDioAlignment = 4096;
-inline constexpr uint32_t kMaxDioAlignment = 1u << 20;
+// At most one chunk: a chunk is always a whole number of aligned blocks.
+inline constexpr uint32_t kMaxDioAlignment = kChunk;
 inline constexpr uint32_t kMinDioAlignOption = 512;
 
 struct DioAlignment {

@@ -24,10 +24,8 @@
 namespace diofs {
 
 // What read-ahead and write coalescing share across a mount: the chunks of memory and the
-// I/O workers. Chunks are the size of the largest FUSE request (1 MiB).
+// I/O workers. Chunks are kChunk bytes (chunk.hpp) but in unit tests.
 struct Streaming {
-    static constexpr size_t kChunk = 1u << 20;
-
     Streaming(size_t memory_limit, unsigned io_threads, uint64_t read_ahead_window,
               uint64_t write_window, size_t chunk = kChunk, size_t alignment = 4096)
         : pool(chunk, alignment, memory_limit),

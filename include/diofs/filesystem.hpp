@@ -37,11 +37,6 @@ struct OpenFile {
     std::shared_ptr<const Credentials> writer;
 };
 
-// The st_blksize a dbopt file reports: the largest request the kernel sends in one piece
-// (FUSE's max_write, 256 pages). coreutils sizes cp's buffer from it (at least 128 KiB), and
-// larger requests mean fewer of them, each a single large O_DIRECT transfer.
-inline constexpr blksize_t kDirectIoBlockSize = 1 << 20;
-
 class Filesystem {
 public:
     Filesystem(Options options, UniqueFd root_fd, const struct stat& root_st);
@@ -86,7 +81,7 @@ public:
     void set_session(fuse_session* session) { session_ = session; }
 
     // What the kernel is told of `inode`'s attributes `st`: under dbopt regular files report
-    // kDirectIoBlockSize, and a size that includes their pending coalesced writes.
+    // kChunk (chunk.hpp), and a size that includes their pending coalesced writes.
     void present(Inode& inode, struct stat& st) const;
 
     // The number the kernel knows `inode` by.
