@@ -45,7 +45,7 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
       mode_changed_(std::move(mode_changed)),
       direct_fd_(std::move(direct_fd)),
       io_(std::make_unique<PosixBackingIo>(direct_fd_.get(), buffered_fd, page_size)),
-      engine_(alignment, page_size),
+      engine_(alignment),
       inode_(inode) {
     // A chunk must be a whole number of aligned blocks (dio_align goes up to the chunk size).
     if (streaming && !access.synchronous && streaming->pool.chunk() % alignment.offset == 0) {
@@ -84,7 +84,7 @@ DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size,
       page_size_(page_size),
       name_("a file"),
       mode_changed_(std::move(mode_changed)),
-      engine_(DioAlignment{1, 1}, page_size),
+      engine_(DioAlignment{1, 1}),
       inode_(inode) {
     auto dropping = std::make_unique<DroppingBackingIo>(buffered_fd, page_size);
     dropping_ = dropping.get();
@@ -119,7 +119,7 @@ ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
     // A write that starts past an unaligned end of file makes the filesystem zero the rest of
     // the old last block through the page cache (xfs): that page is dropped after the write.
     const uint64_t old_size = is_direct() ? backing_size() : 0;
-    ssize_t n = engine_.write(*io_, inode_.ranges, buf, length, offset);
+    ssize_t n = engine_.write(*io_, buf, length, offset);
     if (n > 0 && offset > old_size)
         drop_end_of_file_page(buffered_fd_, old_size, page_size_);
     return n;

@@ -8,9 +8,6 @@
 
 namespace diofs {
 
-DirectIoEngine::DirectIoEngine(DioAlignment alignment, size_t page_size)
-    : alignment_(alignment), lock_unit_(std::max<uint64_t>(alignment.offset, page_size)) {}
-
 ssize_t DirectIoEngine::write_body(BackingIo& io, const char* buf, uint64_t length,
                                    uint64_t offset) const {
     if (reinterpret_cast<uintptr_t>(buf) % alignment_.memory == 0)
@@ -34,11 +31,10 @@ ssize_t DirectIoEngine::write_body(BackingIo& io, const char* buf, uint64_t leng
     return static_cast<ssize_t>(done);
 }
 
-ssize_t DirectIoEngine::write(BackingIo& io, RangeLock& locks, const char* buf, size_t length,
+ssize_t DirectIoEngine::write(BackingIo& io, const char* buf, size_t length,
                               uint64_t offset) const {
     if (length == 0)
         return 0;
-    auto guard = locks.lock(round_down(offset, lock_unit_), round_up(offset + length, lock_unit_));
     const IoSplit split = split_io(offset, length, alignment_.offset);
     uint64_t done = 0;
     for (const Extent* piece : {&split.head, &split.body, &split.tail}) {

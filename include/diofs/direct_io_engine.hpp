@@ -9,15 +9,13 @@
 // read: the aligned superset of the request is read with direct_pread into an aligned buffer;
 // the requested part is handed back from it, without another copy.
 //
-// A write holds the inode's RangeLock over the request rounded out to lock units (the larger
-// of the page size and the alignment): a bounce write rewrites whole pages of the page cache
-// and a direct write whole sectors, so two writers of different bytes of one unit must not
-// overlap in time. Writers of different units do not wait for each other.
+// The caller runs one write of a file at a time (DirectFile::write_now, under InodeIo::writing):
+// a bounce write rewrites whole pages of the page cache and a direct write whole sectors, so
+// two writes of different bytes of one page or sector must not overlap in time.
 
 #include "diofs/aligned_buffer.hpp"
 #include "diofs/backing_io.hpp"
 #include "diofs/dio_alignment.hpp"
-#include "diofs/range_lock.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -34,23 +32,20 @@ struct ReadView {
 
 class DirectIoEngine {
 public:
-    DirectIoEngine(DioAlignment alignment, size_t page_size);
+    explicit DirectIoEngine(DioAlignment alignment) : alignment_(alignment) {}
 
-    ssize_t write(BackingIo& io, RangeLock& locks, const char* buf, size_t length,
-                  uint64_t offset) const;
+    ssize_t write(BackingIo& io, const char* buf, size_t length, uint64_t offset) const;
 
     // On success, `view` points into `scratch`, valid until its next use.
     ssize_t read(BackingIo& io, uint64_t offset, size_t length, AlignedBuffer& scratch,
                  ReadView& view) const;
 
     const DioAlignment& alignment() const { return alignment_; }
-    uint64_t lock_unit() const { return lock_unit_; }
 
 private:
     ssize_t write_body(BackingIo& io, const char* buf, uint64_t length, uint64_t offset) const;
 
     DioAlignment alignment_;
-    uint64_t lock_unit_;
 };
 
 }  // namespace diofs

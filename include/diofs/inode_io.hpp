@@ -1,16 +1,15 @@
 #pragma once
-// The dbopt state of one inode that every open file of it shares: the range lock of its
-// writers, a count of the changes made to it through the mount (which tells read-ahead
-// whether what it read is still the file), and the open files themselves, so that a request
-// through one descriptor can make the others write out what they hold back.
+// The dbopt state of one inode that every open file of it shares: the lock that makes its
+// writes to the backing file one at a time, a count of the changes made to it through the
+// mount (which tells read-ahead whether what it read is still the file), and the open files
+// themselves, so that a request through one descriptor can make the others write out what
+// they hold back.
 //
 // The rules it carries out (docs/design.md, "Read-ahead and write coalescing"):
 // - before a read of the inode, through any descriptor, every pending write of it is written;
 // - before a write, the pending writes of other descriptors that overlap it are written (the
 //   later write lands last), and their read-ahead is dropped;
 // - before any other change (truncate, fallocate, a copy into it, setattr), all of them.
-
-#include "diofs/range_lock.hpp"
 
 #include <time.h>
 
@@ -86,13 +85,14 @@ public:
     // filesystem that writes back later).
     Pending pending() const;
 
-    // dbopt writers of this inode, through any open file (see direct_io_engine.hpp).
-    RangeLock ranges;
-    // One write to the backing file at a time, from the size it reads before it to the drop
-    // of the end-of-file page after it (DirectFile::write_now): otherwise two open files
-    // writing out at once on I/O threads could move the end of file between the two, and the
-    // page the filesystem zeroed there would stay cached. Writes of one inode are serialized
-    // by the kernel anyway (FUSE direct writes hold the inode lock); this covers writeouts.
+    // The one owner of how writes of this inode are serialized: one write to the backing file
+    // at a time, through any open file, strict writes and writeouts on I/O threads alike
+    // (DirectFile::write_now), from the size it reads before it to the drop of the end-of-file
+    // page after it. Otherwise two writes of one page or sector could overlap (a bounce write
+    // rewrites whole pages, a direct write whole sectors: see direct_io_engine.hpp), and two
+    // open files writing out at once could move the end of file between the two, leaving the
+    // page the filesystem zeroed there cached. The kernel serializes the writes of one FUSE
+    // inode anyway (FUSE direct writes hold the inode lock); this covers the writeouts.
     std::mutex writing;
 
     // Room reserved in the backing file for writes held back (DirectFile::reserve): past the

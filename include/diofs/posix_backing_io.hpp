@@ -8,8 +8,8 @@
 // and the pages are gone. Why this and not an O_DIRECT read-modify-write of the enclosing
 // sector: the file's size stays exactly what was written (no padded block to truncate back
 // while another writer extends the file), holes stay holes, and it works on every filesystem
-// that can do buffered I/O. The engine's range lock keeps a bounce write and a direct write of
-// the same page apart.
+// that can do buffered I/O. One write of a file at a time (InodeIo::writing) keeps a bounce write
+// and a direct write of the same page apart.
 //
 // DroppingBackingIo: for a filesystem that refuses O_DIRECT. Everything is buffered; reads drop
 // the pages they read at once, writes drop theirs behind themselves every kDropChunk bytes
@@ -55,8 +55,8 @@ public:
 private:
     const int fd_;
     const size_t page_size_;
-    // Guards the window of written, not yet dropped bytes. Taken after the engine's range lock
-    // (never the other way round), held across the writeback of one chunk.
+    // Guards the window of written, not yet dropped bytes. Taken after InodeIo::writing (never
+    // the other way round), held across the writeback of one chunk.
     std::mutex mutex_;
     uint64_t dirty_begin_ = 0, dirty_end_ = 0;
 };
