@@ -1,6 +1,7 @@
 #include "diofs/direct_file.hpp"
 
 #include "diofs/io_split.hpp"
+#include "diofs/streaming.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
@@ -29,12 +30,6 @@ AlignedBuffer& thread_read_buffer() {
 }
 
 }  // namespace
-
-void Streaming::settle_all() {
-    std::lock_guard lock(files_mutex_);
-    for (InodeIo::Participant* file : files_)
-        file->settle();
-}
 
 DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment,
                        InodeIo& inode, size_t page_size, Streaming* streaming, Access access,
@@ -72,8 +67,7 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
             ++inode_.reserving_files;
         }
         streaming_ = streaming;
-        std::lock_guard lock(streaming_->files_mutex_);
-        streaming_->files_.insert(this);
+        streaming_->add(this);
     }
     inode_.attach(this);
 }
@@ -100,10 +94,8 @@ DirectFile::~DirectFile() {
     if (write_behind_)
         give_back_room(true);
     inode_.detach(this);
-    if (streaming_) {
-        std::lock_guard lock(streaming_->files_mutex_);
-        streaming_->files_.erase(this);
-    }
+    if (streaming_)
+        streaming_->remove(this);
     write_behind_.reset();
     read_ahead_.reset();
 }

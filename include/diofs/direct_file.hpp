@@ -5,10 +5,8 @@
 // file goes through it. It is a participant of its inode's InodeIo, so requests through other
 // descriptors of the same file see its pending writes (see inode_io.hpp).
 
-#include "diofs/buffer_pool.hpp"
 #include "diofs/direct_io_engine.hpp"
 #include "diofs/inode_io.hpp"
-#include "diofs/io_workers.hpp"
 #include "diofs/posix_backing_io.hpp"
 #include "diofs/read_ahead.hpp"
 #include "diofs/unique_fd.hpp"
@@ -18,36 +16,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 
 namespace diofs {
 
-// What read-ahead and write coalescing share across a mount: the chunks of memory and the
-// I/O workers. Chunks are kChunk bytes (chunk.hpp) but in unit tests.
-struct Streaming {
-    Streaming(size_t memory_limit, unsigned io_threads, uint64_t read_ahead_window,
-              uint64_t write_window, size_t chunk = kChunk, size_t alignment = 4096)
-        : pool(chunk, alignment, memory_limit),
-          workers(io_threads),
-          read_ahead(read_ahead_window),
-          write_behind(write_window) {}
-
-    // Every open file's pending writes out, waiting for them: when the session ends while
-    // files are still open (the daemon was told to stop), nothing they were given is lost.
-    void settle_all();
-
-    BufferPool pool;
-    IoWorkers workers;  // after the pool: joined before the pool goes
-    const uint64_t read_ahead;    // window per open file, 0: none
-    const uint64_t write_behind;  // pending bytes per open file, 0: none (every write direct)
-
-private:
-    friend class DirectFile;
-    // Guards files_: the open files that coalesce, added and removed by DirectFile.
-    std::mutex files_mutex_;
-    std::set<InodeIo::Participant*> files_;
-};
+class Streaming;
 
 class DirectFile : public InodeIo::Participant {
 public:

@@ -10,6 +10,7 @@
 #include "diofs/inode_table.hpp"
 #include "diofs/open_handles.hpp"
 #include "diofs/options.hpp"
+#include "diofs/streaming.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <fuse_lowlevel.h>
