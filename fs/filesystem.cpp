@@ -108,16 +108,17 @@ void Filesystem::present(Inode& inode, struct stat& st) const {
             *t = pending.last_write;
 }
 
-void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size) {
+void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi,
+                                   const InodeIo::OtherChange& change, uint64_t old_size) {
     if (!options_.dbopt || inode.type != S_IFREG)
         return;
     if (fi) {
-        drop_size_change_pages(open_file_of(fi).fd.get(), old_size, page_size_);
+        change.size_changed(open_file_of(fi).fd.get(), old_size, page_size_);
         return;
     }
     int fd = sys::open_via_proc(inode.path_fd.get(), O_RDONLY | O_NONBLOCK);
     if (fd >= 0)
-        drop_size_change_pages(UniqueFd(fd).get(), old_size, page_size_);
+        change.size_changed(UniqueFd(fd).get(), old_size, page_size_);
 }
 
 DiscoveredAlignment Filesystem::root_alignment() {

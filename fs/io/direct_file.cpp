@@ -250,10 +250,6 @@ ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
     return static_cast<ssize_t>(taken) + n;
 }
 
-void DirectFile::size_changed(uint64_t old_size) {
-    drop_size_change_pages(buffered_fd_, old_size, page_size_);
-}
-
 ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
     inode_.settle();
     if (read_ahead_)
@@ -324,8 +320,7 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
     // Shared extents: nothing to copy at all (xfs, btrfs). The filesystem checks alignment and
     // says EINVAL or EOPNOTSUPP when it cannot; then the bytes are copied.
     {
-        out.inode_.before_change();
-        auto change = out.inode_.change();
+        const auto change = out.inode_.other_change();
         file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
         const uint64_t out_size = out.backing_size();
         const bool setid = out.has_setid_bits();
@@ -334,7 +329,7 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
             as_writer.emplace(*who);
         if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
             as_writer.reset();
-            out.size_changed(out_size);
+            change.size_changed(out.buffered_fd_, out_size, out.page_size_);
             // The clone cleared setuid and setgid as a write does (for this writer).
             if (setid && out.mode_changed_)
                 out.mode_changed_();

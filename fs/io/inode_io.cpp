@@ -1,5 +1,7 @@
 #include "diofs/inode_io.hpp"
 
+#include "diofs/posix_backing_io.hpp"
+
 #include <algorithm>
 #include <tuple>
 
@@ -38,6 +40,10 @@ void InodeIo::before_change() {
         f->drop_read_ahead();
         f->changed();
     }
+}
+
+void InodeIo::OtherChange::size_changed(int fd, uint64_t old_size, size_t page_size) const {
+    drop_size_change_pages(fd, old_size, page_size);
 }
 
 InodeIo::Pending InodeIo::pending() const {

@@ -84,8 +84,7 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
     auto& fs = filesystem_of(req);
     // Pending coalesced writes go out first: a truncate must cut them too, and times and
     // modes are set after the writes that came before.
-    inode.io.before_change();
-    auto change = inode.io.change();
+    const auto change = inode.io.other_change();
     int rv = stat_inode(inode, fi, &st);
     if (rv == 0 && is_kernel_setid_clear(req, st, attr, valid)) {
         rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr.st_mode)
@@ -98,7 +97,7 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
         rv = apply_setattr(inode, attr, valid, fi);
     }
     if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
-        fs.after_size_change(inode, fi, old_size);
+        fs.after_size_change(inode, fi, change, old_size);
     if (rv == 0)
         rv = stat_inode(inode, fi, &st);
     if (rv == 0)

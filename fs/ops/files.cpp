@@ -45,11 +45,9 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
 int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
     // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
     // read-ahead is dropped, as for a truncate through setattr.
-    std::optional<InodeIo::Change> truncating;
-    if (fi->flags & O_TRUNC) {
-        inode.io.before_change();
+    std::optional<InodeIo::OtherChange> truncating;
+    if (fi->flags & O_TRUNC)
         truncating.emplace(inode.io);
-    }
     CallerCredentials as_caller(req);
     return sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
 }
@@ -247,8 +245,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
         Inode& inode = fs.inode(ino);
         int rv;
         {
-            inode.io.before_change();
-            auto change = inode.io.change();  // ends before the reply (see guarded())
+            const auto change = inode.io.other_change();  // ends before the reply (guarded())
             struct stat before;
             rv = sys::fstat(file.fd.get(), &before);
             if (rv == 0) {
@@ -260,7 +257,8 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
             if (rv == 0 && file.direct) {
                 write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
                                     static_cast<uint64_t>(length), fs.page_size());
-                fs.after_size_change(inode, fi, static_cast<uint64_t>(before.st_size));
+                change.size_changed(file.fd.get(), static_cast<uint64_t>(before.st_size),
+                                fs.page_size());
             }
         }
         reply_status(req, rv);

@@ -56,9 +56,6 @@ public:
     // `mode_changed` tells the kernel.
     ssize_t write(const char* buf, size_t length, uint64_t offset,
                   std::shared_ptr<const Credentials> who = nullptr);
-    // After the file's size was changed some other way (truncate, fallocate) from `old_size`:
-    // the pages the filesystem zeroed at the old and new end of file are dropped.
-    void size_changed(uint64_t old_size);
     // On success `view` points into read-ahead memory or this thread's read buffer, valid
     // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);

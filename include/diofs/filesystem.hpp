@@ -97,11 +97,10 @@ public:
     // of the session.
     OpenHandles& handles() { return handles_; }
 
-    // Under dbopt, after the size of a regular file changed from `old_size` through a request
-    // other than write (truncate, fallocate): the pages the filesystem zeroed at the old and
-    // new end of file are dropped (see drop_end_of_file_page), through `fi`'s file or, without
-    // one, a descriptor opened for the purpose.
-    void after_size_change(Inode& inode, const fuse_file_info* fi, uint64_t old_size);
+    // Under dbopt, after a truncate through setattr (from `old_size`): change.size_changed()
+    // through `fi`'s file or, without one, a descriptor opened for the purpose.
+    void after_size_change(Inode& inode, const fuse_file_info* fi,
+                           const InodeIo::OtherChange& change, uint64_t old_size);
 
     // The direct-I/O alignment of the backing directory, for the log at mount.
     DiscoveredAlignment root_alignment();

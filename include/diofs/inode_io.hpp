@@ -59,6 +59,24 @@ public:
     };
     [[nodiscard]] Change change() { return Change(*this); }
 
+    // The one hook of every change of the file through the mount other than a write: a
+    // truncate (setattr, open with O_TRUNC), fallocate, a clone into the file, a chmod or
+    // utimes. Alive from before the change until after it. Made: every pending write of the
+    // inode out, every read-ahead dropped, every open file told (before_change), and the
+    // change counted (Change). size_changed() after a change that can move the end of file.
+    class OtherChange {
+    public:
+        explicit OtherChange(InodeIo& io) : change_((io.before_change(), io)) {}
+        // After the change succeeded, `fd` being any descriptor of the backing file, whose size
+        // was `old_size` before it: the pages the filesystem zeroed through the page cache at
+        // the old and the new end of file are dropped (posix_backing_io.hpp).
+        void size_changed(int fd, uint64_t old_size, size_t page_size) const;
+
+    private:
+        Change change_;
+    };
+    [[nodiscard]] OtherChange other_change() { return OtherChange(*this); }
+
     // A number for the file's present contents, when no change is under way; data read from
     // the backing file from now on is current while unchanged_since() says so.
     std::optional<uint64_t> quiet_generation() const {
