@@ -59,12 +59,14 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 // Fills one reply buffer of at most `size` bytes from `offset` on. With `plus`, each entry
-// comes with its attributes and a lookup reference (given back when it does not fit).
+// comes with its attributes and a lookup reference, given back when it does not fit, or when
+// the kernel did not take the reply (the caller was interrupted), as reply_entry does.
 void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
                     fuse_file_info* fi, bool plus) {
     auto& fs = filesystem_of(req);
     OpenDir& dir = open_dir_of(fi);
     std::vector<char> buffer(size);
+    std::vector<fuse_ino_t> references;  // handed to the kernel with the reply
     size_t used = 0;
     int error = 0;
     {
@@ -98,8 +100,10 @@ void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
                 }
                 entry_size = fuse_add_direntry_plus(req, buffer.data() + used, room, d.d_name, &e,
                                                     d.d_off);
-                if (entry_size > room && e.ino)
+                if (e.ino && entry_size > room)
                     fs.forget(e.ino, 1);
+                else if (e.ino)
+                    references.push_back(e.ino);
             } else {
                 struct stat st;
                 std::memset(&st, 0, sizeof st);
@@ -119,7 +123,9 @@ void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
     // where this one ended.
     if (error != 0 && used == 0)
         return reply_status(req, -error);
-    fuse_reply_buf(req, buffer.data(), used);
+    if (fuse_reply_buf(req, buffer.data(), used) != 0)
+        for (fuse_ino_t given : references)
+            fs.forget(given, 1);
 }
 
 void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
