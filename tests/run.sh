@@ -88,8 +88,7 @@ if [ "${DIOFS_SANITIZERS:-1}" = 0 ]; then
         sanitizers=false
     fi
 fi
-# The tests leave about one CPU idle (a test and its daemon mostly wait on each other and on the
-# disk): the sanitizer builds use it.
+# The sanitizer builds run beside the first tests, at a lower priority (build_sanitized).
 built_result=$build/sanitizer-builds.result
 built_log=$build/sanitizer-builds.log
 if $sanitizers; then

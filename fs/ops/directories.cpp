@@ -100,10 +100,12 @@ void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
                 }
                 entry_size = fuse_add_direntry_plus(req, buffer.data() + used, room, d.d_name, &e,
                                                     d.d_off);
-                if (e.ino && entry_size > room)
-                    fs.forget(e.ino, 1);
-                else if (e.ino)
-                    references.push_back(e.ino);
+                if (e.ino) {
+                    if (entry_size > room)
+                        fs.forget(e.ino, 1);
+                    else
+                        references.push_back(e.ino);
+                }
             } else {
                 struct stat st;
                 std::memset(&st, 0, sizeof st);

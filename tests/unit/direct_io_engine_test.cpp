@@ -196,25 +196,29 @@ TEST(Engine, ErrorsGiveShortCountsOrErrno) {
 }
 
 TEST(Engine, WritersOfOneSectorOnSeveralThreadsLoseNothing) {
-    // Four threads write interleaved 3-byte records: every sector and page holds bytes of
-    // several writers, and each thread copies through its own aligned buffer. One write at a
+    // Four threads write interleaved 19-byte records from unaligned memory: every sector and
+    // page holds bytes of several writers, each record has a bounced head or tail and an
+    // aligned body that its thread copies through its own aligned buffer. One write at a
     // time, as DirectFile::write_now runs them (InodeIo::writing). Every byte must survive.
     MemoryBackingIo io(8, 16);
     DirectIoEngine engine({8, 8});
     std::mutex writing;
-    constexpr int kThreads = 4, kRecords = 3000, kRecord = 3;
+    constexpr int kThreads = 4, kRecords = 3000, kRecord = 19;
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
         threads.emplace_back([&, t] {
-            std::string rec(kRecord, static_cast<char>('A' + t));
+            AlignedBuffer source(8, kRecord + 1);
+            char* rec = source.data() + 1;  // not aligned: the body is copied
+            std::memset(rec, 'A' + t, kRecord);
             for (int i = 0; i < kRecords; ++i) {
                 uint64_t off = (static_cast<uint64_t>(i) * kThreads + t) * kRecord;
                 std::lock_guard one_at_a_time(writing);
-                ASSERT_EQ(engine.write(io, rec.data(), kRecord, off), kRecord);
+                ASSERT_EQ(engine.write(io, rec, kRecord, off), kRecord);
             }
         });
     for (auto& th : threads)
         th.join();
+    EXPECT_EQ(io.direct_calls, kThreads * kRecords) << "every record has an aligned body";
     std::string got = io.contents();
     ASSERT_EQ(got.size(), static_cast<size_t>(kThreads * kRecords * kRecord));
     for (size_t i = 0; i < got.size(); ++i)
