@@ -132,21 +132,22 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     }
     issue_locked(offset + length + window_);
 
-    auto wait_for = [&](size_t index) -> std::shared_ptr<Chunk> {
-        if (index >= chunks_.size())
-            return nullptr;
-        std::shared_ptr<Chunk> chunk = chunks_[index];
-        filled_.wait(lock, [&] { return chunk->done; });
+    // Both chunks the request may need, taken now: while this thread waits, another read of
+    // the same file (the kernel sends its read-ahead requests side by side) may move the
+    // chunks on or drop them.
+    std::shared_ptr<Chunk> chunk = chunks_.front();
+    std::shared_ptr<Chunk> next = chunks_.size() > 1 ? chunks_[1] : nullptr;
+    auto wait_for = [&](const std::shared_ptr<Chunk>& c) -> bool {
+        filled_.wait(lock, [&] { return c->done; });
         // A change through the mount while it was read (or while this thread waited) makes it
         // worthless: the caller reads the file itself.
-        if (chunk->error || !inode_.unchanged_since(chunk->generation)) {
+        if (c->error || !inode_.unchanged_since(c->generation)) {
             drop_locked();
-            return nullptr;
+            return false;
         }
-        return chunk;
+        return true;
     };
-    std::shared_ptr<Chunk> chunk = wait_for(0);
-    if (!chunk)
+    if (!wait_for(chunk))
         return std::nullopt;
     const uint64_t skip = offset - chunk->offset;
     if (skip + length <= chunk->valid) {
@@ -157,7 +158,8 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     }
     // The request goes on into the next chunk (a chunk never ends short of its size before the
     // end of file). Joined in this thread's buffer: rare when requests divide the chunk size.
-    std::shared_ptr<Chunk> second = chunk->valid == chunk_ ? wait_for(1) : nullptr;
+    std::shared_ptr<Chunk> second =
+        chunk->valid == chunk_ && next && wait_for(next) ? next : nullptr;
     if (!second || skip + length > chunk_ + second->valid)
         return std::nullopt;  // end of file, or beyond what is read: the caller asks the file
     thread_local AlignedBuffer joined;

@@ -14,7 +14,9 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
 namespace diofs {
 namespace {
@@ -117,6 +119,43 @@ TEST_F(ReadAheadTest, RequestsStraddlingTwoChunksAreJoined) {
     auto got = read(1500, 64);
     ASSERT_TRUE(got.has_value());
     EXPECT_EQ(*got, file.substr(1500, 64));
+}
+
+// The kernel's read-ahead requests of one file come side by side (two FUSE workers): a request
+// that straddles two chunks and waits for the first must still join it with the chunk after
+// it, whatever the other request did to the chunks meanwhile.
+TEST_F(ReadAheadTest, RequestsSideBySideGetTheirOwnBytes) {
+    make(8 * kChunk);
+    const std::string file = pattern(64 * 1024, 9);
+    backing.set_contents(file);
+    backing.set_delay(std::chrono::microseconds(200));
+    std::atomic<uint64_t> cursor = 0;
+    std::atomic<int> served = 0;
+    std::string wrong;
+    std::mutex wrong_mutex;
+    auto reader = [&] {
+        ReadView view;
+        while (true) {
+            const uint64_t at = cursor.fetch_add(50);
+            if (at + 50 > file.size())
+                return;
+            std::optional<ssize_t> n = ra->read(at, 50, view);
+            if (!n)
+                continue;
+            ++served;
+            if (*n != 50 || std::string(view.data, 50) != file.substr(at, 50)) {
+                std::lock_guard lock(wrong_mutex);
+                if (wrong.empty())
+                    wrong = "read at " + std::to_string(at) + ": not the file's bytes";
+            }
+            view = {};
+        }
+    };
+    std::thread a(reader), b(reader);
+    a.join();
+    b.join();
+    EXPECT_EQ(wrong, "");
+    EXPECT_GT(served.load(), 100) << "read-ahead answered too few requests to test anything";
 }
 
 TEST_F(ReadAheadTest, ANonSequentialReadGivesNothingAndDropsTheChunks) {
