@@ -320,6 +320,10 @@ int run_daemon(const Options& given) {
                      "buffers and {} I/O threads for the mount",
                      options.read_ahead >> 10, options.write_behind >> 10,
                      options.dbopt_mem >> 10, options.io_threads);
+    if (const KernelPages* pages = fs.kernel_pages())
+        spdlog::info("dbopt: files opened for reading go through the kernel's page cache, "
+                     "{} KiB of it per open file at most (cache_window)",
+                     pages->window() >> 10);
     else if (options.dbopt)
         spdlog::info("dbopt: strict (every request one direct transfer)");
     if (options.dbopt) {
@@ -347,6 +351,9 @@ int run_daemon(const Options& given) {
         rv = fuse_session_loop_mt(se.get(), config);
         fuse_loop_cfg_destroy(config);
     }
+    // No notification after the loop: the kernel may be gone.
+    if (KernelPages* pages = fs.kernel_pages())
+        pages->stop();
     // Told to stop with files still open: what they hold back goes out before the mount does.
     if (Streaming* streaming = fs.streaming())
         streaming->settle_all();

@@ -22,6 +22,15 @@ Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& roo
         (options_.read_ahead > 0 || options_.write_behind > 0))
         streaming_ = std::make_unique<Streaming>(options_.dbopt_mem, options_.io_threads,
                                                  options_.read_ahead, options_.write_behind);
+    // strict keeps every request a direct transfer, through FOPEN_DIRECT_IO.
+    if (options_.dbopt && !options_.strict && options_.cache_window > 0)
+        kernel_pages_ = std::make_unique<KernelPages>(
+            options_.cache_window, page_size_, [this](uint64_t ino, uint64_t offset, uint64_t length) {
+                if (!session_)
+                    return -ENOTCONN;
+                return fuse_lowlevel_notify_inval_inode(session_, ino, static_cast<off_t>(offset),
+                                                        static_cast<off_t>(length));
+            });
 }
 
 Inode& Filesystem::inode(fuse_ino_t ino) {

@@ -43,9 +43,18 @@ Setter mount_flag(std::string_view name, std::string_view opposite) {
     };
 }
 
-// A size in whole MiB between `min` and `max` (or 0 when `zero_ok`), rounded up to a MiB.
+// "512K", "4M", "1G": `bytes` in the largest unit that divides it.
+std::string size_text(uint64_t bytes) {
+    if (bytes != 0 && bytes % (1024 * kMiB) == 0)
+        return std::to_string(bytes / (1024 * kMiB)) + "G";
+    if (bytes != 0 && bytes % kMiB == 0)
+        return std::to_string(bytes / kMiB) + "M";
+    return std::to_string(bytes / 1024) + "K";
+}
+
+// A size between `min` and `max` (or 0 when `zero_ok`), rounded up to a multiple of `unit`.
 Setter size_option(uint64_t Options::*member, std::string_view name, uint64_t min, uint64_t max,
-                   bool zero_ok) {
+                   bool zero_ok, uint64_t unit = kMiB) {
     return [=](Options& o, std::string_view v) -> std::optional<std::string> {
         std::optional<uint64_t> size = parse_size(v);
         if (size && *size == 0 && zero_ok) {
@@ -54,9 +63,9 @@ Setter size_option(uint64_t Options::*member, std::string_view name, uint64_t mi
         }
         if (!size || *size < min || *size > max)
             return std::string(name) + ": '" + std::string(v) + "' is not a size from " +
-                   std::to_string(min >> 20) + "M to " + std::to_string(max >> 20) + "M" +
-                   (zero_ok ? " or 0" : "") + " (e.g. 4M, 64M, 1G)";
-        o.*member = (*size + kMiB - 1) / kMiB * kMiB;
+                   size_text(min) + " to " + size_text(max) + (zero_ok ? " or 0" : "") +
+                   " (e.g. " + size_text(min) + ", " + size_text(4 * min) + ")";
+        o.*member = (*size + unit - 1) / unit * unit;
         return std::nullopt;
     };
 }
@@ -112,6 +121,11 @@ const std::vector<OptionSpec>& option_specs() {
             {"writebehind", true,
              "dbopt: coalesced writes held per open file (default 4M; 0: none)",
              size_option(&Options::write_behind, "writebehind", kMiB, 1024 * kMiB, true)},
+            {"cache_window", true,
+             "dbopt: the kernel's page cache of the mount's files, per open file (default 1M; "
+             "0: none, every request to the daemon)",
+             size_option(&Options::cache_window, "cache_window", kMiB, 64 * kMiB, true,
+                         64 * 1024)},
             {"dbopt_mem", true, "dbopt: read-ahead and coalescing memory of the mount (default 32M)",
              size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
             {"io_threads", true, "dbopt: threads for read-ahead and writeouts (default 4)",
@@ -297,8 +311,10 @@ std::string usage_text() {
         "            Room is reserved first: ENOSPC and EDQUOT come from the write that\n"
         "            does not fit. A failure found at a writeout (EIO) is returned by every\n"
         "            later write, fsync and the close of that open file.\n"
-        "            Sequential reads are read ahead into the daemon's memory (never the page\n"
-        "            cache); a write through the mount drops what was read ahead.\n"
+        "            Sequential reads are read ahead into the daemon's memory (never the backing\n"
+        "            file's page cache); a write through the mount drops what was read ahead.\n"
+        "            A file opened only for reading goes through the kernel's page cache, at\n"
+        "            most cache_window of it per open file, dropped at close.\n"
         "  strict    every write is on the device when it returns; every read comes from it.\n"
         "  O_SYNC, O_DSYNC, O_DIRECT files: as strict, whatever the mount options.\n";
     return text;

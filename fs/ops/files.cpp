@@ -1,7 +1,8 @@
 // Regular files: open, create, read, write, flush, release, fsync, fallocate,
 // copy_file_range and lseek. Without dbopt the backing descriptor is an ordinary buffered one;
 // under dbopt, reads, writes and copies go through the file's DirectFile, and the kernel keeps
-// no pages of the FUSE file either (FOPEN_DIRECT_IO).
+// at most a small window of pages of the FUSE file (kernel_pages.hpp), or none at all
+// (FOPEN_DIRECT_IO: strict, cache_window=0, a backing filesystem without direct I/O).
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/syscalls.hpp"
@@ -21,7 +22,7 @@ namespace {
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
 
 // The OpenFile for a backing descriptor just opened; under dbopt with its direct side, and the
-// kernel told not to cache (FOPEN_DIRECT_IO). Every descriptor the file will need, the ones
+// kernel told to cache a window of it or nothing (FOPEN_DIRECT_IO). Every descriptor the file will need, the ones
 // that report at close included, is taken here: out of descriptors, the open fails (-errno in
 // `error`), never a later close.
 std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
@@ -33,7 +34,10 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
                                file->direct);
         if (error == 0 && file->direct->is_direct())
             error = file->direct_close.arm(file->direct->direct_fd());
-        fi->direct_io = 1;
+        // Every open file of a mount's inode alike (they share the kernel's one mapping of it).
+        file->cached = fs.kernel_pages() && error == 0 && file->direct->is_direct() &&
+                       (fi->flags & O_ACCMODE) == O_RDONLY;
+        fi->direct_io = !file->cached;
     }
     if (error < 0)
         return nullptr;
@@ -135,13 +139,29 @@ std::shared_ptr<const Credentials> writer_of(fuse_req_t req, OpenFile& file) {
     return file.writer;
 }
 
-void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+// After a request of `file` for [offset, offset + length): what falls out of the file's window
+// of the kernel's page cache is dropped.
+void served(fuse_req_t req, fuse_ino_t ino, OpenFile& file, off_t offset, size_t length) {
+    if (file.cached && length > 0)
+        filesystem_of(req).kernel_pages()->served(file.span, ino, static_cast<uint64_t>(offset),
+                                                  static_cast<uint64_t>(offset) + length);
+}
+
+// At a close and at release: the kernel's pages of the file go.
+void drop_kernel_pages(fuse_req_t req, fuse_ino_t ino, const OpenFile& file) {
+    if (file.cached)
+        filesystem_of(req).kernel_pages()->drop_all(ino);
+}
+
+void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
-        if (auto& direct = open_file_of(fi).direct) {
+        OpenFile& file = open_file_of(fi);
+        if (auto& direct = file.direct) {
             ReadView view;
             ssize_t n = direct->read(static_cast<uint64_t>(off), size, view);
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
+            served(req, ino, file, off, size);
             fuse_reply_buf(req, view.data, view.length);
             return;
         }
@@ -149,7 +169,7 @@ void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
         buf.count = 1;
         buf.buf[0].size = size;
         buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-        buf.buf[0].fd = open_file_of(fi).fd.get();
+        buf.buf[0].fd = file.fd.get();
         buf.buf[0].pos = off;
         // Read errors are answered by fuse_reply_data itself, with the errno of the read.
         fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
@@ -171,7 +191,7 @@ const char* request_bytes(fuse_bufvec* in, size_t size) {
     return n == static_cast<ssize_t>(size) ? gathered.data() : nullptr;
 }
 
-void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
     guarded(req, "write", [&] {
         OpenFile& file = open_file_of(fi);
         if (auto& direct = file.direct) {
@@ -184,6 +204,7 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
             ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file));
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
+            served(req, ino, file, off, size);
             fuse_reply_write(req, static_cast<size_t>(n));
             return;
         }
@@ -205,9 +226,10 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
     });
 }
 
-void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
         OpenFile& file = open_file_of(fi);
+        drop_kernel_pages(req, ino, file);
         int rv = file.direct ? file.direct->flush() : 0;
         const int closed = file.fd_close.flush(file.fd.get());
         const int direct_closed =
@@ -219,8 +241,10 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     });
 }
 
-void release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "release", [&] {
+        // Pages a mapping read after the last close, too.
+        drop_kernel_pages(req, ino, open_file_of(fi));
         filesystem_of(req).handles().close(fi->fh);
         reply_status(req, 0);
     });

@@ -8,6 +8,7 @@
 #include "diofs/dio_alignment.hpp"
 #include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
+#include "diofs/kernel_pages.hpp"
 #include "diofs/open_handles.hpp"
 #include "diofs/options.hpp"
 #include "diofs/streaming.hpp"
@@ -33,6 +34,10 @@ struct OpenFile {
     // Under dbopt: every read and write goes here. Declared after `fd`, so it goes first and
     // can still write out what it holds back (its bounce page writes through `fd`).
     std::unique_ptr<DirectFile> direct;
+    // Under dbopt with the kernel's page cache (kernel_pages.hpp): what this file may have left
+    // there; `cached` when the file is not FOPEN_DIRECT_IO.
+    bool cached = false;
+    KernelPages::Span span;
     // Who writes through this file: learned from the first write request and kept while the
     // writers have the same uid and gid (supplementary groups cost a read of /proc each).
     std::shared_ptr<const Credentials> writer;
@@ -93,6 +98,10 @@ public:
     // Read-ahead and coalescing of the mount; null when the mount is not dbopt or is strict.
     Streaming* streaming() { return streaming_.get(); }
 
+    // The kernel's pages of the mount's files; null when it keeps none (not dbopt, strict, or
+    // cache_window=0): then dbopt files are FOPEN_DIRECT_IO.
+    KernelPages* kernel_pages() { return kernel_pages_.get(); }
+
     // The open files and directories the kernel holds (fi->fh), until their release or the end
     // of the session.
     OpenHandles& handles() { return handles_; }
@@ -121,6 +130,7 @@ private:
     const size_t page_size_;
     std::unique_ptr<Streaming> streaming_;
     fuse_session* session_ = nullptr;
+    std::unique_ptr<KernelPages> kernel_pages_;  // after session_, which it uses
     // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
     std::mutex warned_mutex_;
     std::set<dev_t> warned_devices_;

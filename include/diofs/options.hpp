@@ -19,6 +19,7 @@ namespace diofs {
 inline constexpr uint64_t kMiB = 1u << 20;
 inline constexpr uint64_t kDefaultReadAhead = 4 * kMiB;
 inline constexpr uint64_t kDefaultWriteBehind = 4 * kMiB;
+inline constexpr uint64_t kDefaultCacheWindow = 1 * kMiB;
 inline constexpr uint64_t kDefaultDboptMem = 32 * kMiB;
 inline constexpr unsigned kDefaultIoThreads = 4;
 inline constexpr unsigned kDefaultMaxThreads = 0;  // one per CPU, at least 2 (daemon.cpp)
@@ -51,6 +52,9 @@ struct Options {
     bool strict = false;
     uint64_t read_ahead = kDefaultReadAhead;    // window per open file; 0: none
     uint64_t write_behind = kDefaultWriteBehind;  // pending bytes per open file; 0: none
+    // The pages of a mount's file the kernel may cache per open file (kernel_pages.hpp); 0: none,
+    // the files are FOPEN_DIRECT_IO and every read() and write() is a request to the daemon.
+    uint64_t cache_window = kDefaultCacheWindow;
     uint64_t dbopt_mem = kDefaultDboptMem;      // buffer memory of the whole mount
     unsigned io_threads = kDefaultIoThreads;    // threads doing read-ahead and writeouts
 
