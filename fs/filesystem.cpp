@@ -1,5 +1,6 @@
 #include "diofs/filesystem.hpp"
 
+#include "diofs/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <spdlog/spdlog.h>
@@ -141,6 +142,7 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
     access.writes = (open_flags & O_ACCMODE) != O_RDONLY;
     access.synchronous = (open_flags & (O_SYNC | O_DSYNC | O_DIRECT)) != 0;
     auto mode_changed = [this, &inode] { invalidate_attributes(inode); };
+    std::string name = fmt::format("inode {}:{}/{}", major(inode.dev), minor(inode.dev), inode.ino);
     // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
     int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);
     // open(2) refuses O_DIRECT with EINVAL, and only with it, where the filesystem cannot do
@@ -153,9 +155,8 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
         DiscoveredAlignment found = alignment_.discover(fd, inode.dev);
         if (found.alignment) {
             out = std::make_unique<DirectFile>(
-                std::move(direct_fd), buffered_fd, *found.alignment, inode.io, page_size_,
-                streaming_.get(), access,
-                fmt::format("inode {}:{}/{}", major(inode.dev), minor(inode.dev), inode.ino),
+                std::make_unique<PosixBackingIo>(std::move(direct_fd), buffered_fd, page_size_),
+                *found.alignment, inode.io, streaming_.get(), access, std::move(name),
                 mode_changed);
             return 0;
         }
@@ -168,7 +169,10 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
                          major(inode.dev), minor(inode.dev),
                          fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
     }
-    out = std::make_unique<DirectFile>(buffered_fd, inode.io, page_size_, mode_changed);
+    // Alignment 1, and neither read-ahead nor coalescing.
+    out = std::make_unique<DirectFile>(std::make_unique<DroppingBackingIo>(buffered_fd, page_size_),
+                                       DioAlignment{1, 1}, inode.io, nullptr, access,
+                                       std::move(name), mode_changed);
     return 0;
 }
 

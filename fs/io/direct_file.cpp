@@ -2,15 +2,9 @@
 
 #include "diofs/io_split.hpp"
 #include "diofs/streaming.hpp"
-#include "diofs/syscalls.hpp"
 
-#include <fcntl.h>
-#include <linux/falloc.h>
-#include <linux/fs.h>
 #include <spdlog/spdlog.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -31,15 +25,12 @@ AlignedBuffer& thread_read_buffer() {
 
 }  // namespace
 
-DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment,
-                       InodeIo& inode, size_t page_size, Streaming* streaming, Access access,
-                       std::string name, ModeChanged mode_changed)
-    : buffered_fd_(buffered_fd),
-      page_size_(page_size),
-      name_(std::move(name)),
+DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, InodeIo& inode,
+                       Streaming* streaming, Access access, std::string name,
+                       ModeChanged mode_changed)
+    : name_(std::move(name)),
       mode_changed_(std::move(mode_changed)),
-      direct_fd_(std::move(direct_fd)),
-      io_(std::make_unique<PosixBackingIo>(direct_fd_.get(), buffered_fd, page_size)),
+      io_(std::move(io)),
       engine_(alignment),
       inode_(inode) {
     // A chunk must be a whole number of aligned blocks (dio_align goes up to the chunk size).
@@ -72,20 +63,6 @@ DirectFile::DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignme
     inode_.attach(this);
 }
 
-DirectFile::DirectFile(int buffered_fd, InodeIo& inode, size_t page_size,
-                       ModeChanged mode_changed)
-    : buffered_fd_(buffered_fd),
-      page_size_(page_size),
-      name_("a file"),
-      mode_changed_(std::move(mode_changed)),
-      engine_(DioAlignment{1, 1}),
-      inode_(inode) {
-    auto dropping = std::make_unique<DroppingBackingIo>(buffered_fd, page_size);
-    dropping_ = dropping.get();
-    io_ = std::move(dropping);
-    inode_.attach(this);
-}
-
 DirectFile::~DirectFile() {
     // Pending writes out while other descriptors can still see them, the room reserved past
     // them given back, then gone from the inode before the members that answer its questions
@@ -101,8 +78,8 @@ DirectFile::~DirectFile() {
 }
 
 uint64_t DirectFile::backing_size() const {
-    struct stat st;
-    return sys::fstat(buffered_fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+    BackingIo::Status st;
+    return io_->stat(st) == 0 ? st.size : 0;
 }
 
 ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
@@ -113,7 +90,7 @@ ssize_t DirectFile::write_now(const char* buf, size_t length, uint64_t offset) {
     const uint64_t old_size = is_direct() ? backing_size() : 0;
     ssize_t n = engine_.write(*io_, buf, length, offset);
     if (n > 0 && offset > old_size)
-        drop_end_of_file_page(buffered_fd_, old_size, page_size_);
+        io_->drop_end_of_file_page(old_size);
     return n;
 }
 
@@ -123,10 +100,10 @@ bool DirectFile::has_setid_bits() {
     // as much as a third of a small write.
     if (write_behind_ && setid_.load(std::memory_order_relaxed) == Setid::none)
         return false;
-    struct stat st;
-    if (sys::fstat(buffered_fd_, &st) != 0)
+    BackingIo::Status st;
+    if (io_->stat(st) != 0)
         return false;
-    return note_mode(st.st_mode);
+    return note_mode(st.mode);
 }
 
 bool DirectFile::note_mode(mode_t mode) {
@@ -140,13 +117,13 @@ bool DirectFile::note_mode(mode_t mode) {
 
 WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t ahead) {
     std::lock_guard lock(inode_.reserving);
-    struct stat st;
-    if (int rv = sys::fstat(buffered_fd_, &st); rv < 0)
+    BackingIo::Status st;
+    if (int rv = io_->stat(st); rv < 0)
         return {rv, false, 0};
     // Held back, a write would leave setuid and setgid bits on the file until its writeout.
-    if (note_mode(st.st_mode))
+    if (note_mode(st.mode))
         return {0, true, 0};
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t size = st.size;
     const uint64_t end = offset + length;
     // Ahead only past the end of the file: inside it, a reservation could fill a hole the file
     // is meant to keep. Past it, what is not written is given back when the file is released.
@@ -155,13 +132,11 @@ WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t
         if (want > size)
             inode_.reserved_end = std::max(inode_.reserved_end, want);
         uint64_t reserved = want;
-        int rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                                static_cast<off_t>(want - offset));
+        int rv = io_->reserve(offset, want - offset);
         if (rv < 0 && want > end && rv != -EOPNOTSUPP && rv != -ENOSYS) {
             // The disk may still hold the write itself, if not the room ahead of it.
             reserved = end;
-            rv = sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                                static_cast<off_t>(length));
+            rv = io_->reserve(offset, length);
         }
         if (rv == 0)
             return {0, false, reserved};
@@ -177,10 +152,10 @@ WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t
     }
     // Without a reservation, a full disk would be found at the writeout, after the write was
     // answered: hold bytes back only while there is clearly room for everything held.
-    struct statvfs fs;
-    if (sys::fstatvfs(buffered_fd_, &fs) < 0)
+    const int64_t space = io_->free_space();
+    if (space < 0)
         return {0, true, 0};
-    const uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    const uint64_t available = static_cast<uint64_t>(space);
     const uint64_t held = streaming_->pool.counters().in_use + streaming_->pool.chunk();
     if (available <= held + length)
         return {0, true, 0};
@@ -199,16 +174,15 @@ void DirectFile::give_back_room(bool releasing) {
             return;
         const uint64_t reserved = std::exchange(inode_.reserved_end, 0);
         std::lock_guard one_at_a_time(inode_.writing);
-        struct stat st;
-        if (sys::fstat(buffered_fd_, &st) < 0 || reserved <= static_cast<uint64_t>(st.st_size))
+        BackingIo::Status st;
+        if (io_->stat(st) < 0 || reserved <= st.size)
             return;
         // A truncate to the present size frees what lies past it; like any truncate it zeroes
         // the rest of the last block through the page cache (that page is dropped), and stamps
         // the file with the present time, when it was last modified by its last write.
-        if (sys::ftruncate(buffered_fd_, st.st_size) == 0) {
-            drop_end_of_file_page(buffered_fd_, static_cast<uint64_t>(st.st_size), page_size_);
-            const timespec times[2] = {{0, UTIME_OMIT}, st.st_mtim};
-            sys::futimens(buffered_fd_, times);
+        if (io_->truncate(st.size) == 0) {
+            io_->drop_end_of_file_page(st.size);
+            io_->set_mtime(st.mtime);
         }
     });
 }
@@ -261,7 +235,7 @@ ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
 int DirectFile::sync(bool datasync) {
     inode_.settle();
     const int failed = write_behind_ ? write_behind_->error() : 0;
-    const int rv = dropping_ ? dropping_->drop_all() : sys::fsync(direct_fd_.get(), datasync);
+    const int rv = io_->sync(datasync);
     return failed < 0 ? failed : rv;
 }
 
@@ -272,7 +246,7 @@ int DirectFile::flush() {
     if (write_behind_)
         give_back_room(false);
     const int failed = write_behind_ ? write_behind_->error() : 0;
-    const int rv = dropping_ ? dropping_->drop_all() : 0;
+    const int rv = io_->flush();
     return failed < 0 ? failed : rv;
 }
 
@@ -306,13 +280,13 @@ InodeIo::Pending DirectFile::pending() const {
     return {write_behind_->pending().second, write_behind_->last_write()};
 }
 
-ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile& out, int out_fd,
-                         uint64_t off_out, size_t length, std::shared_ptr<const Credentials> who) {
+ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint64_t off_out,
+                         size_t length, std::shared_ptr<const Credentials> who) {
     in.inode_.settle();
-    struct stat st;
-    if (int rv = sys::fstat(in_fd, &st); rv < 0)
+    BackingIo::Status st;
+    if (int rv = in.io_->stat(st); rv < 0)
         return rv;
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t size = st.size;
     if (off_in >= size || length == 0)
         return 0;
     uint64_t want = std::min<uint64_t>(length, size - off_in);
@@ -321,15 +295,14 @@ ssize_t DirectFile::copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile&
     // says EINVAL or EOPNOTSUPP when it cannot; then the bytes are copied.
     {
         const auto change = out.inode_.other_change();
-        file_clone_range clone = {static_cast<__s64>(in_fd), off_in, want, off_out};
         const uint64_t out_size = out.backing_size();
         const bool setid = out.has_setid_bits();
         std::optional<AsCredentials> as_writer;
         if (who)
             as_writer.emplace(*who);
-        if (::ioctl(out_fd, FICLONERANGE, &clone) == 0) {
+        if (out.io_->clone_from(*in.io_, off_in, want, off_out) == 0) {
             as_writer.reset();
-            change.size_changed(out.buffered_fd_, out_size, out.page_size_);
+            change.size_changed(*out.io_, out_size);
             // The clone cleared setuid and setgid as a write does (for this writer).
             if (setid && out.mode_changed_)
                 out.mode_changed_();

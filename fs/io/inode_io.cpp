@@ -1,5 +1,6 @@
 #include "diofs/inode_io.hpp"
 
+#include "diofs/backing_io.hpp"
 #include "diofs/posix_backing_io.hpp"
 
 #include <algorithm>
@@ -44,6 +45,10 @@ void InodeIo::before_change() {
 
 void InodeIo::OtherChange::size_changed(int fd, uint64_t old_size, size_t page_size) const {
     drop_size_change_pages(fd, old_size, page_size);
+}
+
+void InodeIo::OtherChange::size_changed(BackingIo& file, uint64_t old_size) const {
+    file.drop_size_change_pages(old_size);
 }
 
 InodeIo::Pending InodeIo::pending() const {

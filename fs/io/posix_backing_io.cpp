@@ -1,9 +1,14 @@
 #include "diofs/posix_backing_io.hpp"
 
 #include "diofs/io_split.hpp"
+#include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <sys/syscall.h>
@@ -101,23 +106,70 @@ void drop_size_change_pages(int fd, uint64_t old_size, size_t page_size) {
         drop_end_of_file_page(fd, static_cast<uint64_t>(st.st_size), page_size);
 }
 
+int BufferedFdBackingIo::stat(Status& out) {
+    struct stat st;
+    if (int rv = sys::fstat(buffered_fd_, &st); rv < 0)
+        return rv;
+    out = {static_cast<uint64_t>(st.st_size), st.st_mode, st.st_mtim};
+    return 0;
+}
+
+int BufferedFdBackingIo::reserve(uint64_t offset, uint64_t length) {
+    return sys::fallocate(buffered_fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                          static_cast<off_t>(length));
+}
+
+int64_t BufferedFdBackingIo::free_space() {
+    struct statvfs fs;
+    if (int rv = sys::fstatvfs(buffered_fd_, &fs); rv < 0)
+        return rv;
+    return static_cast<int64_t>(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize);
+}
+
+int BufferedFdBackingIo::truncate(uint64_t size) {
+    return sys::ftruncate(buffered_fd_, static_cast<off_t>(size));
+}
+
+int BufferedFdBackingIo::set_mtime(const timespec& mtime) {
+    const timespec times[2] = {{0, UTIME_OMIT}, mtime};
+    return sys::futimens(buffered_fd_, times);
+}
+
+int BufferedFdBackingIo::clone_from(BackingIo& source, uint64_t source_offset, uint64_t length,
+                                    uint64_t offset) {
+    auto* from = dynamic_cast<BufferedFdBackingIo*>(&source);
+    if (!from)
+        return -EXDEV;
+    file_clone_range clone = {static_cast<__s64>(from->buffered_fd_), source_offset, length, offset};
+    return ::ioctl(buffered_fd_, FICLONERANGE, &clone) == 0 ? 0 : -errno;
+}
+
+int BufferedFdBackingIo::drop_end_of_file_page(uint64_t size) {
+    return diofs::drop_end_of_file_page(buffered_fd_, size, page_size_);
+}
+
+void BufferedFdBackingIo::drop_size_change_pages(uint64_t old_size) {
+    diofs::drop_size_change_pages(buffered_fd_, old_size, page_size_);
+}
+
 ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
     // One call: a short O_DIRECT read is the end of the file, and the engine knows it.
     ssize_t n;
     do
-        n = ::pread(direct_fd_, buf, length, static_cast<off_t>(offset));
+        n = ::pread(direct_fd_.get(), buf, length, static_cast<off_t>(offset));
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
     // An O_DIRECT read leaves pages that were cached before (the file was read or written
     // buffered, outside dbopt) where they are: they go now. Cheap when nothing is cached.
     if (n > 0)
-        drop_cached_range(direct_fd_, offset, round_up(offset + static_cast<uint64_t>(n), page_size_));
+        drop_cached_range(direct_fd_.get(), offset,
+                          round_up(offset + static_cast<uint64_t>(n), page_size_));
     return n;
 }
 
 ssize_t PosixBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
-    return full(::pwrite, direct_fd_, buf, length, offset);
+    return full(::pwrite, direct_fd_.get(), buf, length, offset);
 }
 
 ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t offset) {
@@ -128,16 +180,18 @@ ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t o
     return rv < 0 ? rv : n;
 }
 
+int PosixBackingIo::sync(bool datasync) { return sys::fsync(direct_fd_.get(), datasync); }
+
 ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
-    ssize_t n = full(::pread, fd_, buf, length, offset);
+    ssize_t n = full(::pread, buffered_fd_, buf, length, offset);
     if (n > 0)
-        drop_cached_range(fd_, round_down(offset, page_size_),
+        drop_cached_range(buffered_fd_, round_down(offset, page_size_),
                           round_up(offset + static_cast<uint64_t>(n), page_size_));
     return n;
 }
 
 ssize_t DroppingBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
-    ssize_t n = full(::pwrite, fd_, buf, length, offset);
+    ssize_t n = full(::pwrite, buffered_fd_, buf, length, offset);
     if (n <= 0)
         return n;
     std::lock_guard lock(mutex_);
@@ -150,7 +204,7 @@ ssize_t DroppingBackingIo::direct_pwrite(const char* buf, size_t length, uint64_
         dirty_end_ = std::max(dirty_end_, end);
     }
     if (dirty_end_ - dirty_begin_ >= kDropChunk) {
-        int rv = write_back_and_drop(fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
+        int rv = write_back_and_drop(buffered_fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
         dirty_begin_ = dirty_end_ = 0;
         if (rv < 0)
             return rv;
@@ -162,7 +216,7 @@ int DroppingBackingIo::drop_all() {
     std::lock_guard lock(mutex_);
     if (dirty_end_ == dirty_begin_)
         return 0;
-    int rv = write_back_and_drop(fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
+    int rv = write_back_and_drop(buffered_fd_, dirty_begin_, dirty_end_ - dirty_begin_, page_size_);
     dirty_begin_ = dirty_end_ = 0;
     return rv;
 }

@@ -5,6 +5,7 @@
 // (FOPEN_DIRECT_IO: strict, cache_window=0, a backing filesystem without direct I/O).
 
 #include "diofs/caller_credentials.hpp"
+#include "diofs/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
@@ -296,9 +297,8 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
         OpenFile& out = open_file_of(fi_out);
         ssize_t n;
         if (in.direct && out.direct && flags == 0) {
-            n = DirectFile::copy(*in.direct, in.fd.get(), static_cast<uint64_t>(off_in),
-                                 *out.direct, out.fd.get(), static_cast<uint64_t>(off_out), len,
-                                 writer_of(req, out));
+            n = DirectFile::copy(*in.direct, static_cast<uint64_t>(off_in), *out.direct,
+                                 static_cast<uint64_t>(off_out), len, writer_of(req, out));
         } else {
             CallerCredentials as_caller(req);
             n = sys::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,

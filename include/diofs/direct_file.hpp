@@ -1,15 +1,16 @@
 #pragma once
-// The dbopt side of one open regular file: the engine, its backing I/O, and, unless the mount
-// is strict or the caller asked for synchronous or direct I/O, read-ahead and write
-// coalescing. Made by Filesystem::open_direct; every read, write, fsync and flush of a dbopt
-// file goes through it. It is a participant of its inode's InodeIo, so requests through other
-// descriptors of the same file see its pending writes (see inode_io.hpp).
+// The dbopt side of one open regular file: the engine, and, unless the mount is strict or the
+// caller asked for synchronous or direct I/O, read-ahead and write coalescing, over the backing
+// I/O it is given. Filesystem::open_direct makes the backing I/O (posix_backing_io.hpp) and the
+// DirectFile; every read, write, fsync and flush of a dbopt file goes through it, and it
+// touches the backing file only through its BackingIo (the unit tests give it one in memory).
+// It is a participant of its inode's InodeIo, so requests through other descriptors of the
+// same file see its pending writes (see inode_io.hpp).
 
+#include "diofs/backing_io.hpp"
 #include "diofs/direct_io_engine.hpp"
 #include "diofs/inode_io.hpp"
-#include "diofs/posix_backing_io.hpp"
 #include "diofs/read_ahead.hpp"
-#include "diofs/unique_fd.hpp"
 #include "diofs/write_behind.hpp"
 
 #include <atomic>
@@ -35,13 +36,12 @@ public:
     // mode it has cached: see write()).
     using ModeChanged = std::function<void()>;
 
-    // O_DIRECT for the body, `buffered_fd` (not owned) for the bounce page. `streaming` null:
-    // every request is one direct transfer (strict). `name` names the file in the log.
-    DirectFile(UniqueFd direct_fd, int buffered_fd, DioAlignment alignment, InodeIo& inode,
-               size_t page_size, Streaming* streaming, Access access, std::string name = "a file",
+    // Over `io`, whose direct transfers take `alignment` (1 for the buffered fallback).
+    // `streaming` null: every request is one direct transfer (strict). `name` names the file
+    // in the log.
+    DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, InodeIo& inode,
+               Streaming* streaming, Access access, std::string name = "a file",
                ModeChanged mode_changed = {});
-    // The filesystem refuses O_DIRECT: buffered, dropping pages behind itself.
-    DirectFile(int buffered_fd, InodeIo& inode, size_t page_size, ModeChanged mode_changed = {});
     ~DirectFile() override;
     DirectFile(const DirectFile&) = delete;
     DirectFile& operator=(const DirectFile&) = delete;
@@ -60,8 +60,8 @@ public:
     // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
     // The dbopt part of fsync (the caller also syncs the buffered descriptor): every pending
-    // write of the inode out, then 0 or -errno (the error of this file's coalesced writes
-    // first: it stays until the file is closed).
+    // write of the inode out, the backing I/O's sync, then 0 or -errno (the error of this
+    // file's coalesced writes first: it stays until the file is closed).
     int sync(bool datasync);
     // The dbopt part of flush (close): this file's pending writes out, then 0 or -errno (a
     // failed coalesced write, the rest of the fallback's dirty pages). The close-time reports
@@ -72,13 +72,12 @@ public:
     // (FICLONERANGE), else copies in large aligned direct chunks. Never the backing
     // filesystem's own copy_file_range, which on ext4 goes through the page cache.
     // Writes as `who` (null: as the calling thread is).
-    static ssize_t copy(DirectFile& in, int in_fd, uint64_t off_in, DirectFile& out, int out_fd,
-                        uint64_t off_out, size_t length,
-                        std::shared_ptr<const Credentials> who = nullptr);
+    static ssize_t copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint64_t off_out,
+                        size_t length, std::shared_ptr<const Credentials> who = nullptr);
 
-    bool is_direct() const { return static_cast<bool>(direct_fd_); }
-    // The O_DIRECT descriptor, -1 for the fallback.
-    int direct_fd() const { return direct_fd_ ? direct_fd_.get() : -1; }
+    bool is_direct() const { return io_->is_direct(); }
+    // The O_DIRECT descriptor (for CloseReport), -1 for the fallback.
+    int direct_fd() const { return io_->direct_fd(); }
     const DioAlignment& alignment() const { return engine_.alignment(); }
 
     // InodeIo::Participant
@@ -108,17 +107,14 @@ private:
     // One write straight to the backing file (no coalescing), as the calling thread is.
     ssize_t write_now(const char* buf, size_t length, uint64_t offset);
 
-    const int buffered_fd_;
-    const size_t page_size_;
     const std::string name_;
     const ModeChanged mode_changed_;
     std::atomic<bool> reservable_ = true;  // fallocate works on the backing file
     // What this open file knows of the mode's setuid/setgid bits: learned at every reservation
     // and write-through check, forgotten at every change through the mount.
     std::atomic<Setid> setid_ = Setid::unknown;
-    UniqueFd direct_fd_;  // empty for the fallback
-    std::unique_ptr<BackingIo> io_;
-    DroppingBackingIo* dropping_ = nullptr;  // io_, when it is the fallback
+    // Outlives the read-ahead and coalescing that read and write through it.
+    const std::unique_ptr<BackingIo> io_;
     DirectIoEngine engine_;
     InodeIo& inode_;
     Streaming* streaming_ = nullptr;  // set while this file coalesces

@@ -21,6 +21,8 @@
 
 namespace diofs {
 
+class BackingIo;
+
 class InodeIo {
 public:
     // Writes taken and not yet on the backing file.
@@ -71,6 +73,8 @@ public:
         // was `old_size` before it: the pages the filesystem zeroed through the page cache at
         // the old and the new end of file are dropped (posix_backing_io.hpp).
         void size_changed(int fd, uint64_t old_size, size_t page_size) const;
+        // The same, through an open dbopt file's BackingIo (a clone into it).
+        void size_changed(BackingIo& file, uint64_t old_size) const;
 
     private:
         Change change_;

@@ -2,6 +2,7 @@
 // pages of 16 and 128) so that every edge is hit quickly.
 
 #include "diofs/direct_io_engine.hpp"
+#include "memory_backing_io.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,91 +17,6 @@
 
 namespace diofs {
 namespace {
-
-// A backing file in memory. Direct calls refuse what O_DIRECT would refuse (EINVAL). A bounce
-// write rewrites whole pages, read first and written back later, as the page cache does: two
-// bounce writes into one page at the same time would lose one of them, unless the engine
-// keeps them apart.
-class MemoryBackingIo : public BackingIo {
-public:
-    MemoryBackingIo(uint32_t sector, uint32_t page) : sector_(sector), page_(page) {}
-
-    ssize_t direct_pread(char* buf, size_t length, uint64_t offset) override {
-        if (!aligned(buf, length, offset))
-            return -EINVAL;
-        std::lock_guard lock(mutex_);
-        ++direct_calls;
-        if (offset >= data_.size())
-            return 0;
-        size_t n = std::min<uint64_t>(length, data_.size() - offset);
-        std::memcpy(buf, data_.data() + offset, n);
-        return static_cast<ssize_t>(n);
-    }
-
-    ssize_t direct_pwrite(const char* buf, size_t length, uint64_t offset) override {
-        if (!aligned(buf, length, offset))
-            return -EINVAL;
-        std::lock_guard lock(mutex_);
-        ++direct_calls;
-        if (fail_after_bytes && written_ + length > *fail_after_bytes)
-            return -ENOSPC;
-        written_ += length;
-        put(buf, length, offset);
-        return static_cast<ssize_t>(length);
-    }
-
-    ssize_t bounce_pwrite(const char* buf, size_t length, uint64_t offset) override {
-        uint64_t begin = offset / page_ * page_;
-        uint64_t end = (offset + length + page_ - 1) / page_ * page_;
-        std::string pages;
-        {
-            std::lock_guard lock(mutex_);
-            ++bounce_calls;
-            if (fail_after_bytes && written_ + length > *fail_after_bytes)
-                return -ENOSPC;
-            written_ += length;
-            if (begin < data_.size())
-                pages = data_.substr(begin, end - begin);
-        }
-        std::this_thread::yield();  // the window in which another writer of the page loses
-        pages.resize(end - begin, '\0');
-        std::memcpy(pages.data() + (offset - begin), buf, length);
-        std::lock_guard lock(mutex_);
-        uint64_t new_size = std::max<uint64_t>(data_.size(), offset + length);
-        put(pages.data(), end - begin, begin);
-        data_.resize(new_size);  // the page beyond the end of the file is not part of it
-        return static_cast<ssize_t>(length);
-    }
-
-    void truncate(uint64_t size) {
-        std::lock_guard lock(mutex_);
-        data_.resize(size, '\0');
-    }
-    std::string contents() {
-        std::lock_guard lock(mutex_);
-        return data_;
-    }
-
-    int direct_calls = 0;
-    int bounce_calls = 0;
-    std::optional<uint64_t> fail_after_bytes;
-
-private:
-    bool aligned(const char* buf, size_t length, uint64_t offset) const {
-        return offset % sector_ == 0 && length % sector_ == 0 &&
-               reinterpret_cast<uintptr_t>(buf) % sector_ == 0;
-    }
-    void put(const char* buf, size_t length, uint64_t offset) {
-        if (data_.size() < offset + length)
-            data_.resize(offset + length, '\0');
-        std::memcpy(data_.data() + offset, buf, length);
-    }
-
-    const uint32_t sector_, page_;
-    std::mutex mutex_;
-    std::string data_;
-    uint64_t written_ = 0;
-};
 
 std::string read_all(const DirectIoEngine& engine, BackingIo& io, uint64_t offset, size_t length) {
     AlignedBuffer scratch;
