@@ -110,18 +110,23 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     if (window_ == 0 || length == 0)
         return std::nullopt;
     std::unique_lock lock(mutex_);
-    const bool sequential = offset == next_;
-    next_ = offset + length;
-    if (!sequential) {
-        drop_locked();
-        return std::nullopt;
-    }
     if (!chunks_.empty() && !inode_.unchanged_since(chunks_.front()->generation))
         drop_locked();
     const uint64_t first = round_down(offset, chunk_);
-    while (!chunks_.empty() && chunks_.front()->offset < first)
+    // Sequential: where the last request ended, or inside the chunks of the stream (the kernel
+    // sends its read-ahead requests two at a time, and they may come in either order).
+    const bool held = !chunks_.empty() && first >= chunks_.front()->offset &&
+                      first <= chunks_.back()->offset;
+    if (offset != next_ && !held) {
+        next_ = offset + length;
+        drop_locked();
+        return std::nullopt;
+    }
+    next_ = held ? std::max(next_, offset + length) : offset + length;
+    // The chunk before this request's stays, for a request of it that comes late.
+    while (!chunks_.empty() && chunks_.front()->offset + chunk_ < first)
         chunks_.pop_front();
-    if (!chunks_.empty() && chunks_.front()->offset != first)
+    if (!chunks_.empty() && (first < chunks_.front()->offset || first > chunks_.back()->offset))
         drop_locked();
     if (chunks_.empty()) {
         // Start the stream with the chunk of this request.
@@ -133,10 +138,10 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     issue_locked(offset + length + window_);
 
     // Both chunks the request may need, taken now: while this thread waits, another read of
-    // the same file (the kernel sends its read-ahead requests side by side) may move the
-    // chunks on or drop them.
-    std::shared_ptr<Chunk> chunk = chunks_.front();
-    std::shared_ptr<Chunk> next = chunks_.size() > 1 ? chunks_[1] : nullptr;
+    // the same file may move the chunks on or drop them.
+    const size_t index = static_cast<size_t>((first - chunks_.front()->offset) / chunk_);
+    std::shared_ptr<Chunk> chunk = chunks_[index];
+    std::shared_ptr<Chunk> next = chunks_.size() > index + 1 ? chunks_[index + 1] : nullptr;
     auto wait_for = [&](const std::shared_ptr<Chunk>& c) -> bool {
         filled_.wait(lock, [&] { return c->done; });
         // A change through the mount while it was read (or while this thread waited) makes it

@@ -1,6 +1,7 @@
 #pragma once
-// Read-ahead for one open dbopt file. A read that starts where the previous one ended is
-// sequential; from then on the file is read in chunks (BufferPool::chunk(), aligned to it in
+// Read-ahead for one open dbopt file. A read that starts where the previous one ended, or
+// inside the chunks already read ahead (requests that come side by side may come in either
+// order), is sequential; from then on the file is read in chunks (BufferPool::chunk(), aligned to it in
 // the file) with direct reads on the I/O workers, up to `window` bytes past the request, so
 // the next request finds its bytes in memory. The kernel is answered from the chunk itself.
 //
