@@ -95,6 +95,38 @@ cgroup_cache_kib() {
     [[ -n "$CGROUP_STAT" ]] || return 0
     awk -v k="$CGROUP_KEY" '$1 == k { printf "%d\n", $2 / 1024 }' "$CGROUP_STAT"
 }
+# peak_start FILE: samples Cached every 5 ms in the background until peak_stop, which sets
+# PEAK_KIB to the largest value seen (it must run in this shell, not in $(...), to wait for
+# the sampler). Builtins only (a read with a timeout on a pipe nobody writes is the sleep): the
+# sampler forks nothing and costs a fraction of a CPU while a step runs.
+peak_start() {
+    PEAK_FILE=$1
+    rm -f "$PEAK_FILE.stop" "$PEAK_FILE.fifo"
+    mkfifo "$PEAK_FILE.fifo"
+    (
+        # Open for reading and writing: the open does not wait for a writer, and a read waits
+        # for its timeout.
+        exec {idle}<>"$PEAK_FILE.fifo"
+        peak=0
+        while [[ ! -e $PEAK_FILE.stop ]]; do
+            while read -r key value _; do
+                if [[ $key == Cached: ]]; then
+                    ((value > peak)) && peak=$value
+                    break
+                fi
+            done </proc/meminfo
+            read -r -t 0.005 -u "$idle" _ || true
+        done
+        echo "$peak" >"$PEAK_FILE"
+    ) &
+    PEAK_PID=$!
+}
+peak_stop() {
+    touch "$PEAK_FILE.stop"
+    wait "$PEAK_PID" || true
+    PEAK_KIB=$(cat "$PEAK_FILE")
+    rm -f "$PEAK_FILE" "$PEAK_FILE.stop" "$PEAK_FILE.fifo"
+}
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # drops_now: how many times anybody dropped the page cache since boot (/proc/vmstat).
 drops_now() { awk '$1 == "drop_pagecache" { print $2 }' /proc/vmstat; }

@@ -357,14 +357,14 @@ stop_mergerfs() {
 }
 
 # --- measuring -------------------------------------------------------------------------------
-declare -A TIME GROWTH CGROWTH WGROWTH RESIDENT RSS DISTURBED
+declare -A TIME GROWTH CGROWTH WGROWTH PEAK WPEAK RESIDENT RSS DISTURBED
 FAILED=0
 
 # measure KEY DIR SRC PREFIX COMMAND: a cold run (caches dropped just before)
 # measure KEY DIR SRC PREFIX COMMAND W WARMCOMMAND: a warm run (see the header): only the
 # growth of the cgroup's page cache (WGROWTH), fincore and disturbance are kept
 measure() {
-    local key=$1 dir=$2 src=$3 prefix=$4 command=$5 w=${6:-} warm=${7:-} c0 c1 g0 g1 d0 d1 t0 t2 status=0
+    local key=$1 dir=$2 src=$3 prefix=$4 command=$5 w=${6:-} warm=${7:-} c0 c1 g0 g1 d0 d1 t0 t2 p1 status=0
     drop_caches
     d0=$(drops_now)
     if [[ -n "$warm" ]]; then
@@ -378,10 +378,13 @@ measure() {
     fi
     c0=$(cached_kib)
     g0=$(cgroup_cache_kib)
+    peak_start "$WORK/peak"
     t0=$(now)
     (cd "$dir" && $prefix bash -c "$command") || status=$?
     sync
     t2=$(now)
+    peak_stop
+    p1=$PEAK_KIB
     c1=$(cached_kib)
     g1=$(cgroup_cache_kib)
     RESIDENT[$key]+="$(resident_kib "$src") "
@@ -393,8 +396,10 @@ measure() {
     fi
     if [[ -n "$warm" ]]; then
         [[ -n "$g0" ]] && WGROWTH[$key]+="$((g1 - g0)) "
+        WPEAK[$key]+="$((p1 - c0)) "
         return 0
     fi
+    PEAK[$key]+="$((p1 - c0)) "
     TIME[$key]+="$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.3f", b - a }') "
     GROWTH[$key]+="$((c1 - c0)) "
     [[ -n "$g0" ]] && CGROWTH[$key]+="$((g1 - g0)) "
@@ -451,7 +456,6 @@ elapsed=$(($(date +%s) - started))
 # --- the report ------------------------------------------------------------------------------
 report=$OUT/$TAG.md
 chart=$OUT/$TAG.png
-data=$WORK/ratios.dat
 cgroup_desc="none readable"
 [[ -n "$CGROUP_STAT" ]] && cgroup_desc="$CGROUP_KEY in $CGROUP_STAT"
 
@@ -461,6 +465,28 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
     t=$(median 3 <<<"${TIME[$1|$2]}")
     ref=$(median 3 <<<"${TIME[plain|$2]:-}")
     awk -v a="$t" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+# workload_table FUNCTION: a Markdown table, a row per workload, a column per configuration,
+# each cell FUNCTION CONFIG WORKLOAD
+workload_table() {
+    printf '| workload |'; for c in "${CONFIGS[@]}"; do printf ' %s |' "$(label "$c")"; done; echo
+    printf '|---|'; for c in "${CONFIGS[@]}"; do printf -- '---:|'; done; echo
+    for w in "${WORKLOADS[@]}"; do
+        printf '| %s |' "$w"
+        for c in "${CONFIGS[@]}"; do printf ' %s |' "$("$1" "$c" "$w")"; done
+        echo
+    done
+}
+
+peak_of() {  # peak_of CONFIG W: median peak growth of Cached (warm runs, else cold + "c"), or "-"
+    if [[ -n "${WPEAK[$1|$2]:-}" ]]; then
+        median 0 <<<"${WPEAK[$1|$2]}"
+    elif [[ -n "${PEAK[$1|$2]:-}" ]]; then
+        echo "$(median 0 <<<"${PEAK[$1|$2]}") c"
+    else
+        echo "-"
+    fi
 }
 
 {
@@ -480,18 +506,18 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
     echo
     echo "### Time, × the plain directory"
     echo
-    printf '| workload |'; for c in "${CONFIGS[@]}"; do printf ' %s |' "$(label "$c")"; done; echo
-    printf '|---|'; for c in "${CONFIGS[@]}"; do printf -- '---:|'; done; echo
-    for w in "${WORKLOADS[@]}"; do
-        printf '| %s |' "$w"
-        for c in "${CONFIGS[@]}"; do printf ' %s |' "$(ratio_of "$c" "$w")"; done
-        echo
-    done
+    workload_table ratio_of
+    echo
+    echo "### Peak of Cached during the step, KiB above its value before the step"
+    echo
+    echo "Sampled every 5 ms while the command and its \`sync\` ran; median of the warm runs (programs loaded beforehand: their pages do not count), else of the cold runs (marked c)."
+    echo
+    workload_table peak_of
     echo
     echo "### All cells"
     echo
-    echo "| workload | configuration | time s | × plain | Cached KiB | cgroup KiB | cgroup warm KiB | fincore KiB | RSS MiB | disturbed runs |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | configuration | time s | × plain | Cached KiB | peak Cached KiB | cgroup KiB | cgroup warm KiB | fincore KiB | RSS MiB | disturbed runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for w in "${WORKLOADS[@]}"; do
         for c in "${CONFIGS[@]}"; do
             key="$c|$w"
@@ -502,7 +528,7 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
             [[ -v "WGROWTH[$key]" ]] && wcg=$(median <<<"${WGROWTH[$key]}" | cut -d. -f1)
             rss=-
             [[ -n "${RSS[$key]:-}" ]] && rss=$(awk -v k="${RSS[$key]}" 'BEGIN { printf "%.1f", k / 1024 }')
-            echo "| $w | $(label "$c") | $(median <<<"${TIME[$key]}") | $(ratio_of "$c" "$w") | $(median <<<"${GROWTH[$key]}" | cut -d. -f1) | $cg | $wcg | $(largest <<<"${RESIDENT[$key]}") | $rss | $(printf '%s' "${DISTURBED[$key]:-}" | wc -c)/$((RUNS + WARM_RUNS)) |"
+            echo "| $w | $(label "$c") | $(median <<<"${TIME[$key]}") | $(ratio_of "$c" "$w") | $(median <<<"${GROWTH[$key]}" | cut -d. -f1) | $(peak_of "$c" "$w") | $cg | $wcg | $(largest <<<"${RESIDENT[$key]}") | $rss | $(printf '%s' "${DISTURBED[$key]:-}" | wc -c)/$((RUNS + WARM_RUNS)) |"
         done
     done
     echo
@@ -510,20 +536,18 @@ ratio_of() {  # ratio_of CONFIG W: median time / plain's median time, or "-"
     echo "- disturbed runs: runs (cold and warm) during which some process dropped the page cache (drop_pagecache in /proc/vmstat), which lowers the growth they show"
 } >"$report"
 
-# the chart: time ratios, one group per workload, one bar per configuration (log scale)
-{
-    printf 'workload'; for c in "${CONFIGS[@]}"; do printf '\t"%s"' "$(label "$c")"; done; echo
-    for w in "${WORKLOADS[@]}"; do
-        printf '"%s"' "$w"
-        for c in "${CONFIGS[@]}"; do printf '\t%s' "$(ratio_of "$c" "$w")"; done
-        echo
-    done
-} >"$data"
-if command -v gnuplot >/dev/null; then
-    gnuplot <<EOF || NOTES+=("gnuplot failed: no chart")
+# chart DATA PNG TITLE YLABEL YMIN LINE: one group of bars per workload, one bar per
+# configuration, log scale, a dashed line at LINE; says in the report where it went
+chart() {
+    local data=$1 png=$2 title=$3 ylabel=$4 ymin=$5 line=$6
+    if ! command -v gnuplot >/dev/null; then
+        echo "- gnuplot is not installed: no chart $png" >>"$report"
+        return
+    fi
+    gnuplot <<EOF || { echo "- gnuplot failed: no chart $png" >>"$report"; return; }
 set terminal pngcairo size 1400,650 font "sans,11"
-set output "$chart"
-set title "diofs benchmark ($TAG): time relative to the plain buffered directory (lower is better; log scale)"
+set output "$png"
+set title "$title"
 set datafile separator "\t"
 set datafile missing "-"
 set style data histograms
@@ -531,18 +555,40 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set logscale y
-set yrange [0.5:*]
-set ylabel "time / plain directory's time"
+set yrange [$ymin:*]
+set ylabel "$ylabel"
 set grid ytics
 set key outside right top vertical
 set xtics rotate by -35 nomirror
-set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" dt 2
+set arrow from graph 0, first $line to graph 1, first $line nohead lw 2 lc rgb "black" dt 2
 plot for [i=2:$((${#CONFIGS[@]} + 1))] "$data" using i:xtic(1) title columnheader(i)
 EOF
-    echo "- chart: $chart" >>"$report"
-else
-    echo "- gnuplot is not installed: no chart" >>"$report"
-fi
+    echo "- chart: $png" >>"$report"
+}
+
+# table_data FUNCTION: tab-separated, a row per workload, a column per configuration, each cell
+# the first word of FUNCTION CONFIG WORKLOAD
+table_data() {
+    printf 'workload'; for c in "${CONFIGS[@]}"; do printf '\t"%s"' "$(label "$c")"; done; echo
+    for w in "${WORKLOADS[@]}"; do
+        printf '"%s"' "$w"
+        for c in "${CONFIGS[@]}"; do
+            printf '\t%s' "$("$1" "$c" "$w" | cut -d' ' -f1)"
+        done
+        echo
+    done
+}
+# the peak, at least 1 (the log scale shows no 0)
+peak_at_least_1() { local p; p=$(peak_of "$1" "$2" | cut -d' ' -f1); [[ $p == - ]] || ((p >= 1)) || p=1; echo "$p"; }
+
+table_data ratio_of >"$WORK/ratios.dat"
+chart "$WORK/ratios.dat" "$chart" \
+    "diofs benchmark ($TAG): time relative to the plain buffered directory (lower is better; log scale)" \
+    "time / plain directory's time" 0.5 1
+table_data peak_at_least_1 >"$WORK/peaks.dat"
+chart "$WORK/peaks.dat" "$OUT/$TAG-peak.png" \
+    "diofs benchmark ($TAG): peak growth of Cached during each step, KiB (lower is better; log scale)" \
+    "peak Cached - Cached before, KiB" 1 1024
 
 cat "$report"
 echo "run.sh: report in $report" >&2
