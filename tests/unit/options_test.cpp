@@ -263,6 +263,27 @@ TEST(Options, SizesAreRoundedUpToWholeMiB) {
     EXPECT_EQ(r.options.dbopt_mem, 64ull << 30);
 }
 
+TEST(Options, CacheWindowIsASizeFrom1MTo64MOr0) {
+    auto r = parse({"/b", "/m", "-o", "dbopt"});
+    EXPECT_EQ(r.options.cache_window, 1u << 20) << "the default";
+    r = parse({"/b", "/m", "-o", "dbopt,cache_window=0"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.cache_window, 0u);
+    // Rounded up to 64 KiB.
+    r = parse({"/b", "/m", "-o", "dbopt,cache_window=1100K"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.cache_window, 1152u << 10);
+    r = parse({"/b", "/m", "-o", "dbopt,cache_window=64M"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.cache_window, 64u << 20);
+    for (const char* word : {"cache_window=512K", "cache_window=65M", "cache_window=big"}) {
+        r = parse({"/b", "/m", "-o", std::string("dbopt,") + word});
+        ASSERT_EQ(r.errors.size(), 1u) << word << " was accepted";
+        EXPECT_TRUE(any_error_mentions(r, "cache_window")) << word << ": " << r.errors.front();
+        EXPECT_TRUE(any_error_mentions(r, "1M to 64M or 0")) << word << ": " << r.errors.front();
+    }
+}
+
 TEST(Options, BadStreamingValuesAreRefusedByName) {
     const std::pair<const char*, const char*> cases[] = {
         {"readahead=abc", "readahead"},       {"readahead=-1", "readahead"},
