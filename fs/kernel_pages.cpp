@@ -23,20 +23,19 @@ KernelPages::KernelPages(uint64_t window, size_t page_size, Invalidate invalidat
 
 KernelPages::~KernelPages() { stop(); }
 
-void KernelPages::served(Span& span, uint64_t ino, uint64_t begin, uint64_t end) {
+uint64_t KernelPages::served(Span& span, uint64_t ino, uint64_t begin, uint64_t end) {
     Drop behind{ino, 0, 0}, ahead{ino, 0, 0};
-    uint64_t previous;
+    std::lock_guard lock(span.mutex_);
+    if (span.begin_ == span.end_) {
+        span.begin_ = begin;
+        span.end_ = end;
+        return 0;
+    }
+    span.begin_ = std::min(span.begin_, begin);
+    span.end_ = std::max(span.end_, end);
+    if (span.end_ - span.begin_ <= window_ / 4)
+        return 0;
     {
-        std::lock_guard lock(span.mutex_);
-        if (span.begin_ == span.end_) {
-            span.begin_ = begin;
-            span.end_ = end;
-            return;
-        }
-        span.begin_ = std::min(span.begin_, begin);
-        span.end_ = std::max(span.end_, end);
-        if (span.end_ - span.begin_ <= window_ / 4)
-            return;
         // Kept: an eighth of the window behind the request (the kernel asks for the next
         // read-ahead window, 128 KiB, when the reader enters the one before it) and ahead of
         // it, in whole pages.
@@ -55,15 +54,21 @@ void KernelPages::served(Span& span, uint64_t ino, uint64_t begin, uint64_t end)
         }
         span.begin_ = keep_begin;
         span.end_ = keep_end;
-        previous = span.ticket_;
-        if (behind.length)
-            span.ticket_ = enqueue(behind);
-        if (ahead.length)
-            span.ticket_ = enqueue(ahead);
     }
+    const uint64_t previous = span.ticket_;
+    if (behind.length)
+        span.ticket_ = enqueue(behind);
+    if (ahead.length)
+        span.ticket_ = enqueue(ahead);
+    return previous;
+}
+
+void KernelPages::wait_for(uint64_t ticket) {
+    if (ticket == 0)
+        return;
     std::unique_lock lock(mutex_);
     idle_.wait_for(lock, std::chrono::milliseconds(20),
-                   [&] { return stopping_ || made_ >= previous; });
+                   [&] { return stopping_ || made_ >= ticket; });
 }
 
 void KernelPages::drop_all(uint64_t ino) { enqueue({ino, 0, 0}); }

@@ -140,12 +140,13 @@ std::shared_ptr<const Credentials> writer_of(fuse_req_t req, OpenFile& file) {
     return file.writer;
 }
 
-// After a request of `file` for [offset, offset + length): what falls out of the file's window
-// of the kernel's page cache is dropped.
-void served(fuse_req_t req, fuse_ino_t ino, OpenFile& file, off_t offset, size_t length) {
-    if (file.cached && length > 0)
-        filesystem_of(req).kernel_pages()->served(file.span, ino, static_cast<uint64_t>(offset),
-                                                  static_cast<uint64_t>(offset) + length);
+// After a read of `file` for [offset, offset + length): what falls out of the file's window of
+// the kernel's page cache is dropped. The ticket to wait for after the reply (0: none).
+uint64_t served(fuse_req_t req, fuse_ino_t ino, OpenFile& file, off_t offset, size_t length) {
+    if (!file.cached || length == 0)
+        return 0;
+    return filesystem_of(req).kernel_pages()->served(file.span, ino, static_cast<uint64_t>(offset),
+                                                     static_cast<uint64_t>(offset) + length);
 }
 
 // At a close and at release: the kernel's pages of the file go.
@@ -162,8 +163,14 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
             ssize_t n = direct->read(static_cast<uint64_t>(off), size, view);
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
-            served(req, ino, file, off, size);
+            KernelPages* pages = filesystem_of(req).kernel_pages();
+            const uint64_t ticket = served(req, ino, file, off, size);
             fuse_reply_buf(req, view.data, view.length);
+            // After the reply, unlike anything else: it touches only the mount's KernelPages
+            // (not the request, the file or the inode), and the request's pages must not stay
+            // locked while this thread waits.
+            if (ticket)
+                pages->wait_for(ticket);
             return;
         }
         fuse_bufvec buf{};
@@ -192,7 +199,7 @@ const char* request_bytes(fuse_bufvec* in, size_t size) {
     return n == static_cast<ssize_t>(size) ? gathered.data() : nullptr;
 }
 
-void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
     guarded(req, "write", [&] {
         OpenFile& file = open_file_of(fi);
         if (auto& direct = file.direct) {
@@ -205,7 +212,6 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
             ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file));
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
-            served(req, ino, file, off, size);
             fuse_reply_write(req, static_cast<size_t>(n));
             return;
         }

@@ -50,11 +50,14 @@ public:
 
     uint64_t window() const { return window_; }
 
-    // After a read or write request of [begin, end) through an open file of `ino`: drops what
-    // falls out of the file's window. When the file's drop before this one is not made yet
-    // (the drops fall behind a fast reader), waits for it, but never for long: the kernel may
-    // be waiting for a request this thread would serve next (see above).
-    void served(Span& span, uint64_t ino, uint64_t begin, uint64_t end);
+    // After a read request of [begin, end) through an open file of `ino`: drops what falls
+    // out of the file's window. Never waits. Returns the ticket of the file's drop before this
+    // one when this request asked for another (0: nothing to wait for), for wait_for().
+    uint64_t served(Span& span, uint64_t ino, uint64_t begin, uint64_t end);
+    // After the reply (the kernel then holds none of the request's pages locked): waits until
+    // the drop `ticket` is made, when the drops fall behind a fast reader, but never for long
+    // (20 ms): the kernel may be waiting for a request this thread would serve next.
+    void wait_for(uint64_t ticket);
     // At a close (flush) and at release: every page of `ino`. Never waits for the kernel.
     void drop_all(uint64_t ino);
 

@@ -120,13 +120,13 @@ TEST(KernelPages, AfterStopNothingIsAskedOfTheKernel) {
     pages.drop_all(1);
     KernelPages::Span span;
     for (uint64_t off = 0; off < (8u << 20); off += 65536)
-        pages.served(span, 1, off, off + 65536);  // must not wait for a thread that is gone
+        pages.wait_for(pages.served(span, 1, off, off + 65536));  // nor wait for a thread gone
     pages.wait_idle();
     EXPECT_EQ(kernel.calls.load(), 0);
 }
 
-// A reader faster than the drops: the next request that would drop again waits (briefly) for
-// the one before, so the drops cannot fall behind by more than one.
+// A reader faster than the drops: after a request that asks for a drop, the thread waits
+// (briefly) for the file's drop before it, so the drops cannot fall behind by more than one.
 TEST(KernelPages, AReaderWaitsForItsPreviousDrop) {
     std::atomic<int> made = 0;
     KernelPages pages(kWindow, kPage, [&](uint64_t, uint64_t, uint64_t) {
@@ -137,7 +137,7 @@ TEST(KernelPages, AReaderWaitsForItsPreviousDrop) {
     KernelPages::Span span;
     int requests = 0, most_behind = 0;
     for (uint64_t off = 0; off < (16u << 20); off += 128 << 10) {
-        pages.served(span, 1, off, off + (128 << 10));
+        pages.wait_for(pages.served(span, 1, off, off + (128 << 10)));
         // From the third request on, each one drops what falls out of the window.
         most_behind = std::max(most_behind, ++requests - 2 - made.load());
     }
