@@ -12,14 +12,7 @@
 namespace diofs {
 
 KernelPages::KernelPages(uint64_t window, size_t page_size, Invalidate invalidate)
-    : window_(window), page_size_(page_size), invalidate_(std::move(invalidate)) {
-    thread_ = std::thread([this] {
-        // Ahead of the programs whose pages it drops, where the daemon may (as root): the
-        // window holds only while the drops keep up with a reader.
-        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), -10);
-        run();
-    });
-}
+    : window_(window), page_size_(page_size), invalidate_(std::move(invalidate)) {}
 
 KernelPages::~KernelPages() { stop(); }
 
@@ -84,6 +77,15 @@ uint64_t KernelPages::enqueue(Drop drop) {
                 return d.ticket;
         drop.ticket = ++tickets_;
         queue_.push_back(drop);
+        // Started at the first drop, not when the mount is made: the daemon forks into the
+        // background (fuse_daemonize) after that, and a thread does not survive a fork.
+        if (!thread_.joinable())
+            thread_ = std::thread([this] {
+                // Ahead of the programs whose pages it drops, where the daemon may (as root):
+                // the window holds only while the drops keep up with a reader.
+                ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), -10);
+                run();
+            });
     }
     wake_.notify_one();
     return drop.ticket;

@@ -16,7 +16,8 @@
 // of the window behind and ahead of the request is dropped, so an open file has about a quarter
 // of the window plus one request plus the kernel's read-ahead in flight (128 KiB) cached, and
 // the rest of the window is the margin for the drops to keep up. At every close (flush) and at
-// release the pages of the whole file are dropped.
+// release the pages of the whole file are dropped. The thread starts with the first drop, so in
+// the process that serves the mount (after the fork into the background).
 
 #include <condition_variable>
 #include <cstddef>
@@ -82,7 +83,7 @@ private:
     const uint64_t window_;
     const uint64_t page_size_;
     const Invalidate invalidate_;
-    // Guards everything below but thread_.
+    // Guards everything below (thread_ until stopping_ is set: no thread starts after that).
     mutable std::mutex mutex_;
     std::condition_variable wake_, idle_;
     std::deque<Drop> queue_;
@@ -91,7 +92,7 @@ private:
     uint64_t tickets_ = 0;  // given out
     uint64_t made_ = 0;     // the ticket of the last drop made
     uint64_t count_ = 0;    // drops made
-    std::thread thread_;  // last: started once the rest exists
+    std::thread thread_;  // started by the first drop
 };
 
 }  // namespace diofs

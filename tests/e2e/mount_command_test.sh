@@ -105,8 +105,19 @@ assert_eq "$src fuse.diofs" "$(findmnt -n -o SOURCE,FSTYPE --mountpoint "$mnt" |
     "findmnt SOURCE and FSTYPE of $mnt"
 the_daemon "$mnt"
 passes_through "$mnt" "$src"
+# The daemon forked into the background: it still keeps the kernel's pages of a file being
+# read to the window (the default cache_window, 1 MiB: 256 pages), and drops them at close.
+head -c 32M /dev/urandom >"$src/big"
+status=0
+window=$(python3 "$(dirname "$0")/kernel_window.py" "$mnt/big" 4096) || status=$?
+((status != 77)) || skip "no cachestat(2) here"
+assert_eq 0 "$status" "exit status of kernel_window.py"
+read -r _ peak _ after _ bytes <<<"$window"
+assert_eq $((32 << 20)) "$bytes" "bytes read through the daemonized mount ($window)"
+((peak > 0 && peak <= 256)) || fail "pages of a file being read: at most $peak, not 1-256 ($window)"
+assert_eq 0 "$after" "pages left after the close ($window)"
 unmounted_and_ended "$mnt" "$DAEMON_PID"
-ok "mount -t fuse.diofs SRC MNT -o dbopt; findmnt; files pass; umount ends the daemon"
+ok "mount -t fuse.diofs SRC MNT -o dbopt; findmnt; files pass; a reader's pages stay in the window ($window); umount ends the daemon"
 
 # --- refused mounts --------------------------------------------------------------------------
 refused_mount() {  # NEEDLE MOUNT-ARGS...

@@ -5,8 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -123,6 +128,29 @@ TEST(KernelPages, AfterStopNothingIsAskedOfTheKernel) {
         pages.wait_for(pages.served(span, 1, off, off + 65536));  // nor wait for a thread gone
     pages.wait_idle();
     EXPECT_EQ(kernel.calls.load(), 0);
+}
+
+// The daemon is made, then forks into the background (fuse_daemonize): the process that serves
+// the mount must still make the drops. A thread started before the fork would not be there, and
+// the child would wait for it for ever (here: until the alarm ends it).
+TEST(KernelPages, DropsAreMadeInAProcessForkedAfterTheStart) {
+    FakeKernel kernel;
+    KernelPages pages(kWindow, kPage, kernel.invalidate());
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0) << std::strerror(errno);
+    if (child == 0) {
+        ::alarm(10);
+        pages.drop_all(1);
+        pages.wait_idle();
+        ::_exit(kernel.calls.load() == 1 ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child) << std::strerror(errno);
+    EXPECT_TRUE(WIFEXITED(status)) << "the child was ended by signal "
+                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                   << " (SIGALRM: no thread made the drop)";
+    EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << "3: the drop was not made once";
+    EXPECT_EQ(kernel.calls.load(), 0) << "the parent made a drop it was never asked for";
 }
 
 // A reader faster than the drops: after a request that asks for a drop, the thread waits
