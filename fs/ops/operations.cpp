@@ -43,6 +43,14 @@ void init(void* userdata, fuse_conn_info* conn) {
 #endif
     // Request data arrives in memory, not through a pipe: one path for every write.
     conn->want &= ~FUSE_CAP_SPLICE_READ;
+    // The kernel's window of a file being read (kernel_pages.hpp): every drop also marks the
+    // inode's attributes stale, and with auto_inval_data every read() after it would first
+    // ask for them (a GETATTR per read request: half the requests of a sequential read). What
+    // that would guard against is a change made beside the mount, in the backing directory: it
+    // is seen at the next open (which drops every page of the file) and, within an open, beyond
+    // the window and the daemon's read-ahead.
+    if (fs.kernel_pages())
+        conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
     conn->time_gran = 1;
     spdlog::debug("session starts: kernel protocol {}.{}, max_write {}", conn->proto_major,
                   conn->proto_minor, conn->max_write);

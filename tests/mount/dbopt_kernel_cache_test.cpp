@@ -252,6 +252,40 @@ TEST_P(KernelCache, LongSequentialReadKeepsTheWindowAndLeavesNothing) {
     }
 }
 
+// What a sequential read costs the daemon: READ requests of the kernel's read-ahead, nothing
+// else per request. Each drop of the window marks the file's attributes stale, and with the
+// kernel's auto_inval_data every read() after it would first send a GETATTR (about one per READ),
+// so it is off under dbopt. Counted in libfuse's debug log.
+class KernelCacheRequests : public DbOptTest {};
+
+TEST_F(KernelCacheRequests, ASequentialReadSendsOnlyReads) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "debug"});
+    constexpr size_t kSize = 16 << 20;
+    ASSERT_EQ(write_whole(backing("f"), random_bytes(kSize, 9)), 0) << errno_name(errno);
+    const size_t before = mount().log().size();
+    {
+        Fd in(::open(mnt("f").c_str(), O_RDONLY | O_CLOEXEC));
+        ASSERT_TRUE(in) << errno_name(errno);
+        std::string buf(4096, '\0');
+        size_t total = 0;
+        for (ssize_t n; (n = ::read(in.get(), buf.data(), buf.size())) > 0;)
+            total += static_cast<size_t>(n);
+        EXPECT_EQ(total, kSize);
+    }
+    const std::string log = mount().log().substr(before);
+    auto count = [&](const std::string& needle) {
+        size_t n = 0;
+        for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1))
+            ++n;
+        return n;
+    };
+    const size_t reads = count("opcode: READ "), getattrs = count("opcode: GETATTR ");
+    std::cout << "[ diofs    ] " << reads << " READ and " << getattrs << " GETATTR requests"
+              << std::endl;
+    EXPECT_GE(reads, kSize / (128 << 10)) << "fewer READ requests than 128 KiB windows";
+    EXPECT_LE(getattrs, 4u) << "a GETATTR for (almost) every READ";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backings, KernelCache, ::testing::Values(Backing::plain, Backing::xfs_4k),
                          [](const auto& p) {
                              return std::string(p.param == Backing::plain ? "PlainDir" : "XfsOn4K");
