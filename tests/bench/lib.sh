@@ -146,32 +146,36 @@ sector_of() {
         cat "/sys/dev/block/$dev/../queue/logical_block_size" 2>/dev/null || echo "?"
 }
 
-# start_diofs SRC MNT OPTIONS TAG: start a foreground daemon (log: $WORK/TAG-<src name>.log),
-# wait until it has mounted. Sets DIOFS_PID and DIOFS_LOGFILE.
+# start_diofs SRC MNT OPTIONS TAG: mount as mount(8) does, the daemon forking into the
+# background once the mount exists (what it says before that: $WORK/TAG-<src name>.log; after,
+# it logs to syslog). Sets DIOFS_PID (the daemon in the background) and DIOFS_LOGFILE.
 start_diofs() {
-    local src=$1 mnt=$2 options=$3 tag=$4 args log
-    args=("$src" "$mnt" -f)
+    local src=$1 mnt=$2 options=$3 tag=$4 args log pid
+    args=("$src" "$mnt")
     [[ -n "$options" ]] && args+=(-o "$options")
     log="$WORK/$tag-$(basename "$src").log"
     MOUNTS+=("$mnt")
-    env --default-signal=INT "$DIOFS_BINARY" "${args[@]}" 2>>"$log" &
-    DIOFS_PID=$!
-    DAEMONS+=("$DIOFS_PID")
-    local i
-    for i in $(seq 200); do
-        [[ $(findmnt -n -o FSTYPE --mountpoint "$mnt" 2>/dev/null) == fuse.diofs ]] && break
-        kill -0 "$DIOFS_PID" 2>/dev/null || { cat "$log" >&2; die "diofs ${args[*]} exited"; }
-        sleep 0.05
-    done
+    env --default-signal=INT "$DIOFS_BINARY" "${args[@]}" 2>>"$log" || {
+        cat "$log" >&2
+        die "diofs ${args[*]} failed"
+    }
     [[ $(findmnt -n -o FSTYPE --mountpoint "$mnt") == fuse.diofs ]] || die "diofs did not mount $mnt"
+    DIOFS_PID=""
+    # The one process of $DIOFS_BINARY with exactly these arguments (ours: $WORK is in them).
+    for pid in $(pgrep -x "$(basename "$DIOFS_BINARY")"); do
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == "$DIOFS_BINARY ${args[*]} " ]] && DIOFS_PID=$pid
+    done
+    [[ -n $DIOFS_PID ]] || die "no daemon found serving $mnt"
+    DAEMONS+=("$DIOFS_PID")
     DIOFS_LOGFILE=$log
 }
 
+# stop_diofs MNT PID: unmount, and wait (10 s at most) until the daemon has exited.
 stop_diofs() {
     local mnt=$1 pid=$2 i
     umount "$mnt"
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$pid" || die "diofs on $mnt exited with $?"
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    die "diofs on $mnt still runs 10 s after umount"
 }
 
 # peak_rss_kib PID: the peak resident set (VmHWM) of a running process, in KiB.

@@ -42,7 +42,8 @@
 #   nocache      Debian's nocache (LD_PRELOAD) wrapped around every command, in the directory
 #   mergerfs     mergerfs -o cache.files=off of the directory (one branch)
 #   dd-direct    dd iflag=direct / oflag=direct bs=1M in the directory: the device's limit
-#                (only the dd bs=1M cells, and the 8 streams cells when STREAMS_BS is 1M)
+#                (only the cp cell, as a dd copy with both flags, the dd bs=1M cells, and the
+#                8 streams cells when STREAMS_BS is 1M)
 # Workloads, run in the directory (or the mount), each BENCH_RUNS times:
 #   cp           cp redo.log redo.copy            (redo.log from mkredo.py, SIZE_MIB)
 #   gzip -1/-9   gzip -1|-9 -c redo.log > redo.N.gz
@@ -265,6 +266,8 @@ workload_command() {
         count=$DD_MIB
         [[ -n $warm ]] && count=1
         case $w in
+            # The copy at the device's limit: read and write direct, one after the other.
+            cp) echo "dd if=redo.log of=redo.copy bs=1M iflag=direct oflag=direct conv=fsync status=none" ;;
             "dd write 1M") echo "dd if=/dev/zero of=dd.out bs=1M count=$count oflag=direct conv=fsync status=none" ;;
             "dd read 1M") echo "dd if=dd.src of=/dev/null bs=1M iflag=direct status=none" ;;
             "8 streams write")
