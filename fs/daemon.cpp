@@ -6,12 +6,15 @@
 #include "diofs/operations.hpp"
 #include "diofs/syscalls.hpp"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -164,6 +167,28 @@ bool check_outside_source(const Options& options, const struct stat& source_st) 
 // The device of the mount just made on `mountpoint`, which was on `before` until then. Asked
 // without a request to the mount: the session loop does not run yet, and a request now would
 // wait for it for ever.
+// The kernel reads a file of the mount ahead by the mount's bdi's read_ahead_kb (128 KiB by
+// default) and by the max_readahead of the INIT reply, whichever is smaller when INIT is
+// answered: the bdi's is set here, before the session starts, and INIT asks for the same.
+// Needs root: otherwise the kernel's default stays (the window holds either way).
+void set_kernel_read_ahead(dev_t mount_device, uint64_t bytes) {
+    const std::string path = "/sys/class/bdi/" + std::to_string(::major(mount_device)) + ":" +
+                             std::to_string(::minor(mount_device)) + "/read_ahead_kb";
+    const std::string want = std::to_string(bytes >> 10);
+    char now[32] = {};
+    if (UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); in &&
+        ::read(in.get(), now, sizeof now - 1) > 0 && std::atol(now) == std::atol(want.c_str()))
+        return;
+    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!out || ::write(out.get(), want.data(), want.size()) != static_cast<ssize_t>(want.size())) {
+        spdlog::info("cannot set the kernel's read-ahead of the mount to {} KiB ({}: {}): it "
+                     "stays at {} KiB",
+                     want, path, std::strerror(errno), std::atol(now));
+        return;
+    }
+    spdlog::debug("{}: {}", path, want);
+}
+
 std::optional<dev_t> mounted_device(const std::string& mountpoint, dev_t before) {
     dev_t dev;
     int rv = sys::cached_device_at(AT_FDCWD, mountpoint.c_str(), &dev);
@@ -306,6 +331,8 @@ int run_daemon(const Options& given) {
         return 1;
     }
     fs.set_own_device(*own_device);
+    if (const KernelPages* pages = fs.kernel_pages())
+        set_kernel_read_ahead(*own_device, pages->read_ahead());
     if (!options.foreground) {
         log_to_syslog(options.log_level);
         // The parent exits 0 once the child runs; the mount already exists by then, so
@@ -322,8 +349,9 @@ int run_daemon(const Options& given) {
                      options.dbopt_mem >> 10, options.io_threads);
     if (const KernelPages* pages = fs.kernel_pages())
         spdlog::info("dbopt: files opened for reading go through the kernel's page cache, "
-                     "{} KiB of it per open file at most (cache_window)",
-                     pages->window() >> 10);
+                     "{} KiB of it per open file at most (cache_window), read ahead {} KiB at a "
+                     "time",
+                     pages->window() >> 10, pages->read_ahead() >> 10);
     else if (options.dbopt)
         spdlog::info("dbopt: strict (every request one direct transfer)");
     if (options.dbopt) {

@@ -122,8 +122,8 @@ const std::vector<OptionSpec>& option_specs() {
              "dbopt: coalesced writes held per open file (default 4M; 0: none)",
              size_option(&Options::write_behind, "writebehind", kMiB, 1024 * kMiB, true)},
             {"cache_window", true,
-             "dbopt: the kernel's page cache of the mount's files, per open file (default 1M; "
-             "0: none, every request to the daemon)",
+             "dbopt: the kernel's page cache of the mount's files, per open file; the kernel "
+             "reads ahead an eighth of it (default 1M; 0: none, every request to the daemon)",
              size_option(&Options::cache_window, "cache_window", kMiB, 64 * kMiB, true,
                          64 * 1024)},
             {"dbopt_mem", true, "dbopt: read-ahead and coalescing memory of the mount (default 32M)",

@@ -49,8 +49,12 @@ void init(void* userdata, fuse_conn_info* conn) {
     // that would guard against is a change made beside the mount, in the backing directory: it
     // is seen at the next open (which drops every page of the file) and, within an open, beyond
     // the window and the daemon's read-ahead.
-    if (fs.kernel_pages())
+    // The kernel's read-ahead, sized to the window: the kernel takes the smaller of this and its
+    // bdi's read_ahead_kb, which the daemon set before the session started (daemon.cpp).
+    if (KernelPages* pages = fs.kernel_pages()) {
         conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+        conn->max_readahead = static_cast<unsigned>(pages->read_ahead());
+    }
     conn->time_gran = 1;
     spdlog::debug("session starts: kernel protocol {}.{}, max_write {}", conn->proto_major,
                   conn->proto_minor, conn->max_write);

@@ -14,11 +14,14 @@
 // serve the request could be the one waiting. Every request served through an open file widens
 // the file's Span; when the span is wider than a quarter of the window, all of it but an eighth
 // of the window behind and ahead of the request is dropped, so an open file has about a quarter
-// of the window plus one request plus the kernel's read-ahead in flight (128 KiB) cached, and
+// of the window plus one request plus the kernel's read-ahead in flight (read_ahead()) cached, and
 // the rest of the window is the margin for the drops to keep up. At every close (flush) and at
 // release the pages of the whole file are dropped. The thread starts with the first drop, so in
 // the process that serves the mount (after the fork into the background).
 
+#include "diofs/chunk.hpp"
+
+#include <algorithm>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +53,10 @@ public:
     KernelPages& operator=(const KernelPages&) = delete;
 
     uint64_t window() const { return window_; }
+    // The kernel's read-ahead for the mount's files (the size of its read requests): what is
+    // kept behind and ahead of a request, an eighth of the window, at most one chunk (FUSE's
+    // largest request). 128 KiB, the kernel's own default, for the default window.
+    uint64_t read_ahead() const { return std::min<uint64_t>(window_ / 8, kChunk); }
 
     // After a read request of [begin, end) through an open file of `ino`: drops what falls
     // out of the file's window. Never waits. Returns the ticket of the file's drop before this
