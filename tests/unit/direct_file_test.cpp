@@ -1,8 +1,9 @@
 // DirectFile's policy over an in-memory backing file (memory_backing_io.hpp), on 8-byte
 // sectors, 16-byte pages and 64-byte chunks: strict and coalesced writes, what another open
 // file of the inode sees, reservations and their giving back, sticky writeout errors, setuid
-// files, and copies by clone or by bytes. No file system is involved: everything DirectFile
-// does to the backing file goes through the BackingIo it is given.
+// files, and copies by clone or by bytes (whose reads and writes overlap). No file system is
+// involved: everything DirectFile does to the backing file goes through the BackingIo it is
+// given.
 
 #include "diofs/direct_file.hpp"
 #include "diofs/streaming.hpp"
@@ -245,6 +246,29 @@ TEST_F(DirectFileTest, ACopyCopiesTheBytesWhereTheBackingCannotClone) {
     EXPECT_EQ(out->flush(), 0);
     EXPECT_GT(out_io->direct_calls, 0);
     EXPECT_EQ(difference(b.file->contents(), std::string(5, '\0') + a.file->contents().substr(3)), "");
+}
+
+// A copy by bytes (cp on ext4) reads the source ahead and writes the target out on the I/O
+// workers, so reads and writes of the device overlap: the copy takes the device's time, not the
+// sum of its reads and writes, one after the other.
+TEST_F(DirectFileTest, ACopyByBytesReadsAndWritesAtOnce) {
+    constexpr size_t kSize = 32 * kTestChunk;
+    auto device = std::make_shared<DeviceModel>();
+    device->latency = std::chrono::milliseconds(1);
+    a.file->set_contents(pattern(kSize, 9));
+    a.file->device = b.file->device = device;
+    b.file->set_clone_supported(false);
+    auto in = open(a, true);
+    auto out = open(b, true);
+    size_t done = 0;
+    while (done < kSize) {
+        const ssize_t n = DirectFile::copy(*in, done, *out, done, kSize - done);
+        ASSERT_GT(n, 0) << "at " << done;
+        done += static_cast<size_t>(n);
+    }
+    EXPECT_EQ(out->flush(), 0);
+    EXPECT_TRUE(device->read_and_write_at_once.load()) << "every read and write came one after the other";
+    EXPECT_EQ(difference(b.file->contents(), a.file->contents()), "");
 }
 
 }  // namespace

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -23,6 +25,42 @@
 #include <vector>
 
 namespace diofs {
+
+// A device under one or more MemoryFiles: each direct transfer takes `latency` (outside the
+// file's lock, as a transfer does not hold the file), and it notes whether a read and a write
+// were ever under way at the same time.
+struct DeviceModel {
+    std::chrono::microseconds latency{0};
+    std::atomic<int> reads{0}, writes{0};
+    std::atomic<bool> read_and_write_at_once{false};
+
+    // One direct transfer, for its lifetime.
+    class Transfer {
+    public:
+        Transfer(DeviceModel* device, bool write) : device_(device), write_(write) {
+            if (!device_)
+                return;
+            ++(write_ ? device_->writes : device_->reads);
+            note();
+            std::this_thread::sleep_for(device_->latency);
+            note();
+        }
+        ~Transfer() {
+            if (device_)
+                --(write_ ? device_->writes : device_->reads);
+        }
+        Transfer(const Transfer&) = delete;
+        Transfer& operator=(const Transfer&) = delete;
+
+    private:
+        void note() {
+            if (device_->reads.load() > 0 && device_->writes.load() > 0)
+                device_->read_and_write_at_once = true;
+        }
+        DeviceModel* device_;
+        bool write_;
+    };
+};
 
 class MemoryFile {
 public:
@@ -78,6 +116,9 @@ public:
         std::lock_guard lock(mutex);
         can_clone = yes;
     }
+    // The device under the file (nothing: transfers take no time and are not watched). Set
+    // before the file is opened.
+    std::shared_ptr<DeviceModel> device;
     // The sizes truncate() was called with, in order.
     std::vector<uint64_t> truncates() const {
         std::lock_guard lock(mutex);
@@ -133,6 +174,7 @@ public:
     ssize_t direct_pread(char* buf, size_t length, uint64_t offset) override {
         if (!aligned(buf, length, offset))
             return -EINVAL;
+        DeviceModel::Transfer transfer(file_->device.get(), false);
         std::lock_guard lock(file_->mutex);
         ++direct_calls;
         const std::string& data = file_->data;
@@ -146,6 +188,7 @@ public:
     ssize_t direct_pwrite(const char* buf, size_t length, uint64_t offset) override {
         if (!aligned(buf, length, offset))
             return -EINVAL;
+        DeviceModel::Transfer transfer(file_->device.get(), true);
         std::lock_guard lock(file_->mutex);
         ++direct_calls;
         if (int err = refuse(length, offset))
