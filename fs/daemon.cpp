@@ -382,6 +382,8 @@ int run_daemon(const Options& given) {
     // No notification after the loop: the kernel may be gone.
     if (KernelPages* pages = fs.kernel_pages())
         pages->stop();
+    // Nor a reply: the waits for locks end before the files they wait on are closed.
+    fs.lock_waiters().stop();
     // Told to stop with files still open: what they hold back goes out before the mount does.
     if (Streaming* streaming = fs.streaming())
         streaming->settle_all();

@@ -1,5 +1,6 @@
 #include "diofs/syscalls.hpp"
 
+#include <sys/file.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -125,6 +126,12 @@ off_t lseek(int fd, off_t offset, int whence) { return result(::lseek(fd, offset
 ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size) {
     return result(::getxattr(proc_fd_path(path_fd).c_str(), name, value, size));
 }
+
+int fcntl_lock(int fd, int cmd, struct flock* lock) { return result(::fcntl(fd, cmd, lock)); }
+
+int flock(int fd, int op) { return result(::flock(fd, op)); }
+
+int status_flags(int fd) { return result(::fcntl(fd, F_GETFL)); }
 
 ssize_t listxattr_path_fd(int path_fd, char* list, size_t size) {
     return result(::listxattr(proc_fd_path(path_fd).c_str(), list, size));

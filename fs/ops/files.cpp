@@ -235,6 +235,8 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
+        // A close by a lock owner releases its POSIX locks on the file (locks.hpp).
+        filesystem_of(req).inode(ino).posix_locks.release(fi->lock_owner);
         OpenFile& file = open_file_of(fi);
         drop_kernel_pages(req, ino, file);
         int rv = file.direct ? file.direct->flush() : 0;

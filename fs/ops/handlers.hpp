@@ -50,5 +50,6 @@ void add_attribute_operations(fuse_lowlevel_ops& ops);  // getattr, setattr, rea
 void add_file_operations(fuse_lowlevel_ops& ops);       // open, create, read, write, ...
 void add_directory_operations(fuse_lowlevel_ops& ops);  // opendir, readdir(plus), ...
 void add_xattr_operations(fuse_lowlevel_ops& ops);
+void add_lock_operations(fuse_lowlevel_ops& ops);       // getlk, setlk, flock
 
 }  // namespace diofs::ops

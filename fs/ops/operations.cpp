@@ -58,7 +58,6 @@ void init(void* userdata, fuse_conn_info* conn) {
     conn->time_gran = 1;
     spdlog::debug("session starts: kernel protocol {}.{}, max_write {}", conn->proto_major,
                   conn->proto_minor, conn->max_write);
-    (void)fs;
 }
 
 void destroy(void* userdata) {
@@ -79,6 +78,7 @@ fuse_lowlevel_ops make_operations() {
     ops::add_file_operations(ops);
     ops::add_directory_operations(ops);
     ops::add_xattr_operations(ops);
+    ops::add_lock_operations(ops);
     return ops;
 }
 

@@ -9,6 +9,7 @@
 #include "diofs/direct_file.hpp"
 #include "diofs/inode_table.hpp"
 #include "diofs/kernel_pages.hpp"
+#include "diofs/locks.hpp"
 #include "diofs/open_handles.hpp"
 #include "diofs/options.hpp"
 #include "diofs/streaming.hpp"
@@ -106,6 +107,9 @@ public:
     // of the session.
     OpenHandles& handles() { return handles_; }
 
+    // Lock requests that wait for a lock held elsewhere (locks.hpp).
+    LockWaiters& lock_waiters() { return lock_waiters_; }
+
     // Under dbopt, after a truncate through setattr (from `old_size`): change.size_changed()
     // through `fi`'s file or, without one, a descriptor opened for the purpose.
     void after_size_change(Inode& inode, const fuse_file_info* fi,
@@ -140,6 +144,7 @@ private:
     std::atomic<bool> warned_own_mount_ = false;
     // Last: destroyed first, while the inodes and the streaming its files use are still there.
     OpenHandles handles_;
+    LockWaiters lock_waiters_;
 };
 
 Filesystem& filesystem_of(fuse_req_t req);

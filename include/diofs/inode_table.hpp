@@ -8,6 +8,7 @@
 // kernel gives them back with forget. At zero the entry and its descriptor go away.
 
 #include "diofs/inode_io.hpp"
+#include "diofs/locks.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <sys/stat.h>
@@ -33,6 +34,8 @@ struct Inode {
 
     // What the open dbopt files of this inode share (see inode_io.hpp).
     InodeIo io;
+    // The POSIX record locks programs hold on it, kept on the backing file (locks.hpp).
+    PosixLocks posix_locks;
 };
 
 class InodeTable {

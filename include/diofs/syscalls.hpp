@@ -51,6 +51,9 @@ int fallocate(int fd, int mode, off_t offset, off_t length);
 ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
                         unsigned int flags);
 off_t lseek(int fd, off_t offset, int whence);
+int fcntl_lock(int fd, int cmd, struct flock* lock);  // F_OFD_GETLK, F_OFD_SETLK...
+int flock(int fd, int op);
+int status_flags(int fd);  // F_GETFL
 ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size);
 ssize_t listxattr_path_fd(int path_fd, char* list, size_t size);
 int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t size, int flags);

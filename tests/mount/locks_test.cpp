@@ -1,0 +1,280 @@
+// Locks reach the backing filesystem: two diofs mounts of one backing directory stand for two
+// nodes of a cluster filesystem (tests/cluster runs the same over GlusterFS). A flock() or a
+// POSIX record lock taken through one mount blocks the same lock through the other, and
+// through the backing directory itself; it goes when its holder unlocks, closes or dies (a
+// flock() just after the close, when the kernel releases the file). A
+// lock that must be waited for is waited for without holding a daemon thread (the mount
+// answers while three waits are under way), and a signal interrupts the wait (EINTR).
+// Between processes of one mount, POSIX locks keep their per-process semantics: one process's
+// locks through two descriptors merge, and closing either releases them.
+
+#include "mount_fixture.hpp"
+#include "test_support.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace diofs_test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// fcntl F_SETLK (or F_SETLKW) of [start, start + len) as `type`: 0 or the errno.
+int posix_lock(int fd, short type, off_t start, off_t len, int cmd = F_SETLK) {
+    struct flock l{};
+    l.l_type = type;
+    l.l_whence = SEEK_SET;
+    l.l_start = start;
+    l.l_len = len;
+    return ::fcntl(fd, cmd, &l) == 0 ? 0 : errno;
+}
+
+bool held_elsewhere(int err) { return err == EAGAIN || err == EACCES || err == EWOULDBLOCK; }
+
+// flock(fd, op | LOCK_NB), tried for up to 5 s: a flock() goes when the kernel releases the open
+// file after its last close, which FUSE sends without waiting for it (RELEASE is asynchronous),
+// so the holder's close() may return a moment before. 0 or the last errno.
+int flock_soon(int fd, int op) {
+    int err = 0;
+    for (int i = 0; i < 500; ++i) {
+        if (::flock(fd, op | LOCK_NB) == 0)
+            return 0;
+        err = errno;
+        std::this_thread::sleep_for(10ms);
+    }
+    return err;
+}
+
+// Runs `body` in a child process and returns its exit status (or 128 + signal).
+int in_child(const std::function<int()>& body) {
+    const pid_t pid = ::fork();
+    if (pid == 0)
+        ::_exit(body());
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Two mounts, "A" and "B", of one backing directory, with the same options.
+class Locks : public ::testing::TestWithParam<std::vector<std::string>> {
+protected:
+    void SetUp() override {
+        DIOFS_REQUIRE_FUSE();
+        a_ = std::make_unique<DiofsMount>(GetParam());
+        ASSERT_EQ(a_->start(), "");
+        b_ = std::make_unique<DiofsMount>(GetParam());
+        b_->use_directories(a_->backing());
+        ASSERT_EQ(b_->start(), "");
+        ASSERT_EQ(write_whole(a_->backing() + "/f", std::string(4096, 'x')), 0);
+    }
+    void TearDown() override {
+        if (b_) {
+            EXPECT_EQ(b_->stop(), "");
+        }
+        if (a_) {
+            EXPECT_EQ(a_->stop(), "");
+        }
+    }
+    Fd open_a(int flags = O_RDWR) { return Fd(::open((a_->mnt() + "/f").c_str(), flags | O_CLOEXEC)); }
+    Fd open_b(int flags = O_RDWR) { return Fd(::open((b_->mnt() + "/f").c_str(), flags | O_CLOEXEC)); }
+
+    std::unique_ptr<DiofsMount> a_, b_;
+};
+
+TEST_P(Locks, FlockOnOneMountBlocksTheOtherAndTheBackingUntilUnlockOrClose) {
+    Fd a = open_a(), b = open_b();
+    ASSERT_TRUE(a && b) << errno_name(errno);
+    ASSERT_EQ(::flock(a.get(), LOCK_EX | LOCK_NB), 0) << errno_name(errno);
+    EXPECT_EQ(::flock(b.get(), LOCK_EX | LOCK_NB), -1);
+    EXPECT_EQ(errno, EWOULDBLOCK);
+    EXPECT_EQ(::flock(b.get(), LOCK_SH | LOCK_NB), -1) << "a shared lock beside an exclusive one";
+    Fd raw(::open((a_->backing() + "/f").c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_EQ(::flock(raw.get(), LOCK_SH | LOCK_NB), -1) << "the lock did not reach the backing file";
+    ASSERT_EQ(::flock(a.get(), LOCK_UN), 0);
+    EXPECT_EQ(::flock(b.get(), LOCK_EX | LOCK_NB), 0) << errno_name(errno);
+    ASSERT_EQ(::flock(b.get(), LOCK_UN), 0);
+
+    // Two shared locks live side by side; a close lets the other side have it exclusively.
+    ASSERT_EQ(::flock(a.get(), LOCK_SH | LOCK_NB), 0);
+    EXPECT_EQ(::flock(b.get(), LOCK_SH | LOCK_NB), 0) << errno_name(errno);
+    ASSERT_EQ(::flock(b.get(), LOCK_UN), 0);
+    EXPECT_EQ(a.close(), success());
+    EXPECT_EQ(flock_soon(b.get(), LOCK_EX), 0) << "still locked 5 s after the holder's close";
+}
+
+// Three blocking flock()s wait on B while A holds the lock (more than the daemon's two worker
+// threads): B still answers other requests, and each wait ends once A unlocks.
+TEST_P(Locks, BlockingFlocksWaitWithoutHoldingTheDaemon) {
+    Fd a = open_a();
+    ASSERT_TRUE(a);
+    ASSERT_EQ(::flock(a.get(), LOCK_EX), 0) << errno_name(errno);
+    std::vector<Fd> waiting;
+    std::vector<std::future<int>> results;
+    for (int i = 0; i < 3; ++i) {
+        waiting.push_back(open_b(O_RDONLY));
+        ASSERT_TRUE(waiting.back());
+        const int fd = waiting.back().get();
+        results.push_back(std::async(std::launch::async, [fd] {
+            // Shared: the three waits can all end once A lets go.
+            return ::flock(fd, LOCK_SH) == 0 ? 0 : errno;
+        }));
+    }
+    std::this_thread::sleep_for(300ms);
+    for (auto& r : results)
+        EXPECT_EQ(r.wait_for(0s), std::future_status::timeout) << "a wait ended while A holds the lock";
+    // The mount answers meanwhile.
+    EXPECT_EQ(read_whole(b_->mnt() + "/f"), std::string(4096, 'x'));
+    struct stat st{};
+    EXPECT_EQ(::stat((b_->mnt() + "/f").c_str(), &st), 0) << errno_name(errno);
+    ASSERT_EQ(::flock(a.get(), LOCK_UN), 0);
+    for (auto& r : results) {
+        ASSERT_EQ(r.wait_for(10s), std::future_status::ready) << "a wait did not end after the unlock";
+        EXPECT_EQ(r.get(), 0);
+    }
+}
+
+TEST_P(Locks, PosixLocksConflictAcrossMountsAndWithTheBackingFile) {
+    Fd a = open_a(), b = open_b();
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(posix_lock(a.get(), F_WRLCK, 0, 100), 0);
+    EXPECT_TRUE(held_elsewhere(posix_lock(b.get(), F_WRLCK, 50, 10)));
+    EXPECT_TRUE(held_elsewhere(posix_lock(b.get(), F_RDLCK, 99, 1)));
+    EXPECT_EQ(posix_lock(b.get(), F_WRLCK, 100, 100), 0) << "a range next to A's";
+
+    // F_GETLK through B reports A's lock; through A, its own locks are no conflict.
+    struct flock probe{};
+    probe.l_type = F_WRLCK;
+    probe.l_whence = SEEK_SET;
+    probe.l_start = 10;
+    probe.l_len = 5;
+    ASSERT_EQ(::fcntl(b.get(), F_GETLK, &probe), 0) << errno_name(errno);
+    EXPECT_EQ(probe.l_type, F_WRLCK);
+    EXPECT_EQ(probe.l_start, 0);
+    EXPECT_EQ(probe.l_len, 100);
+    probe = {};
+    probe.l_type = F_WRLCK;
+    probe.l_whence = SEEK_SET;
+    probe.l_len = 50;
+    ASSERT_EQ(::fcntl(a.get(), F_GETLK, &probe), 0) << errno_name(errno);
+    EXPECT_EQ(probe.l_type, F_UNLCK);
+
+    // A process locking the backing file itself, as a program on another node would.
+    const std::string backing = a_->backing() + "/f";
+    EXPECT_EQ(in_child([&] {
+                  Fd raw(::open(backing.c_str(), O_RDWR | O_CLOEXEC));
+                  return held_elsewhere(posix_lock(raw.get(), F_WRLCK, 0, 1)) ? 0 : 1;
+              }),
+              0)
+        << "A's lock did not reach the backing file";
+
+    // Unlocking part of a lock leaves the rest.
+    ASSERT_EQ(posix_lock(a.get(), F_UNLCK, 0, 50), 0);
+    EXPECT_EQ(posix_lock(b.get(), F_WRLCK, 0, 50), 0) << errno_name(errno);
+    EXPECT_TRUE(held_elsewhere(posix_lock(b.get(), F_WRLCK, 60, 1)));
+}
+
+// POSIX semantics inside one mount: a process's locks through two descriptors are one
+// owner's (no conflict, they merge), another process conflicts with them, and closing either
+// descriptor releases them all.
+TEST_P(Locks, OneProcessIsOneOwnerAndAnyCloseReleasesItsLocks) {
+    Fd a1 = open_a(), a2 = open_a(), b = open_b();
+    ASSERT_TRUE(a1 && a2 && b);
+    ASSERT_EQ(posix_lock(a1.get(), F_WRLCK, 0, 100), 0);
+    EXPECT_EQ(posix_lock(a2.get(), F_WRLCK, 50, 100), 0) << "the same process conflicted with itself";
+    const std::string mnt = a_->mnt();
+    EXPECT_EQ(in_child([&] {
+                  Fd other(::open((mnt + "/f").c_str(), O_RDWR | O_CLOEXEC));
+                  return held_elsewhere(posix_lock(other.get(), F_WRLCK, 120, 1)) ? 0 : 1;
+              }),
+              0)
+        << "another process of the same mount took a locked range";
+    EXPECT_TRUE(held_elsewhere(posix_lock(b.get(), F_WRLCK, 0, 1)));
+    EXPECT_EQ(a2.close(), success());
+    EXPECT_EQ(posix_lock(b.get(), F_WRLCK, 0, 150), 0) << "the close did not release the locks";
+    // a1 is still open: the process can lock again.
+    ASSERT_EQ(posix_lock(b.get(), F_UNLCK, 0, 0), 0);
+    EXPECT_EQ(posix_lock(a1.get(), F_RDLCK, 0, 10), 0) << errno_name(errno);
+}
+
+// A holder killed while it holds its locks: they go with it.
+TEST_P(Locks, LocksOfAKilledHolderGo) {
+    const std::string mnt = a_->mnt();
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t holder = ::fork();
+    if (holder == 0) {
+        Fd f(::open((mnt + "/f").c_str(), O_RDWR | O_CLOEXEC));
+        const bool locked = posix_lock(f.get(), F_WRLCK, 0, 0) == 0 && ::flock(f.get(), LOCK_EX) == 0;
+        char c = locked ? 'y' : 'n';
+        (void)!::write(ready[1], &c, 1);
+        ::pause();
+        ::_exit(0);
+    }
+    ::close(ready[1]);
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    ::close(ready[0]);
+    Fd b = open_b();
+    EXPECT_EQ(c, 'y') << "the holder could not lock";
+    EXPECT_TRUE(held_elsewhere(posix_lock(b.get(), F_WRLCK, 0, 1)));
+    EXPECT_EQ(::flock(b.get(), LOCK_EX | LOCK_NB), -1);
+    ::kill(holder, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(holder, &status, 0), holder);
+    EXPECT_EQ(posix_lock(b.get(), F_WRLCK, 0, 1), 0) << "the killed holder's POSIX lock stayed";
+    EXPECT_EQ(flock_soon(b.get(), LOCK_EX), 0) << "the killed holder's flock stayed";
+}
+
+// F_SETLKW waits while the lock is held elsewhere, ends with EINTR when a signal comes, and
+// takes the lock once it is free.
+TEST_P(Locks, AWaitForAPosixLockEndsWithTheUnlockOrASignal) {
+    Fd a = open_a(), b = open_b();
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(posix_lock(a.get(), F_WRLCK, 0, 10), 0);
+
+    struct sigaction on_signal{};
+    on_signal.sa_handler = [](int) {};  // no SA_RESTART: the wait returns EINTR
+    struct sigaction before{};
+    ASSERT_EQ(::sigaction(SIGUSR2, &on_signal, &before), 0);
+    const int fd = b.get();
+    std::promise<pthread_t> started;
+    auto interrupted = std::async(std::launch::async, [&] {
+        started.set_value(::pthread_self());
+        return posix_lock(fd, F_WRLCK, 5, 1, F_SETLKW);
+    });
+    const pthread_t waiter = started.get_future().get();
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(interrupted.wait_for(0s), std::future_status::timeout) << "the wait ended while A holds the lock";
+    // The signal may come before the waiter is in fcntl: send it until the wait ends.
+    for (int i = 0; i < 100 && interrupted.wait_for(50ms) != std::future_status::ready; ++i)
+        ::pthread_kill(waiter, SIGUSR2);
+    ASSERT_EQ(interrupted.wait_for(10s), std::future_status::ready) << "the signal did not end the wait";
+    EXPECT_EQ(interrupted.get(), EINTR);
+
+    auto granted = std::async(std::launch::async, [fd] { return posix_lock(fd, F_WRLCK, 5, 1, F_SETLKW); });
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(posix_lock(a.get(), F_UNLCK, 0, 0), 0);
+    ASSERT_EQ(granted.wait_for(10s), std::future_status::ready) << "the wait did not end after the unlock";
+    EXPECT_EQ(granted.get(), 0);
+    EXPECT_TRUE(held_elsewhere(posix_lock(a.get(), F_WRLCK, 5, 1))) << "B's lock is not held";
+    ::sigaction(SIGUSR2, &before, nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mounts, Locks,
+                         ::testing::Values(std::vector<std::string>{},
+                                           std::vector<std::string>{"dbopt"}),
+                         [](const ::testing::TestParamInfo<std::vector<std::string>>& p) {
+                             return p.index == 0 ? std::string("Plain") : std::string("Dbopt");
+                         });
+
+}  // namespace
+}  // namespace diofs_test
