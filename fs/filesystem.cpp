@@ -34,6 +34,12 @@ Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& roo
             });
 }
 
+void Filesystem::forget_cached_attributes(fuse_ino_t ino) {
+    // A negative offset: the attributes only, no page (so the kernel waits for nothing here).
+    if (session_)
+        fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+}
+
 Inode& Filesystem::inode(fuse_ino_t ino) {
     if (ino == FUSE_ROOT_ID)
         return root_;

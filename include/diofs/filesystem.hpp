@@ -107,6 +107,10 @@ public:
     // of the session.
     OpenHandles& handles() { return handles_; }
 
+    // Tells the kernel that what it holds of `ino`'s attributes (size, times, mode, ACLs) may
+    // be old: it asks again when it next needs them. Never waits for the kernel.
+    void forget_cached_attributes(fuse_ino_t ino);
+
     // Lock requests that wait for a lock held elsewhere (locks.hpp).
     LockWaiters& lock_waiters() { return lock_waiters_; }
 

@@ -73,11 +73,7 @@ INSTANTIATE_TEST_SUITE_P(Mounts, SessionEnd,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"dbopt"},
                                            std::vector<std::string>{"dbopt", "strict"}),
-                         [](const ::testing::TestParamInfo<std::vector<std::string>>& p) {
-                             return p.index == 0   ? std::string("Plain")
-                                    : p.index == 1 ? std::string("Dbopt")
-                                                   : std::string("DboptStrict");
-                         });
+                         options_name);
 
 }  // namespace
 }  // namespace diofs_test

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -48,6 +49,18 @@ Outcome capture(F&& f) {
 
 // base + "/" + rel.
 inline std::string P(const std::string& base, const std::string& rel) { return base + "/" + rel; }
+
+// A test name for a mount's options: "Plain" for none, else each option capitalised, joined
+// ({"dbopt", "strict"}: "DboptStrict"; characters a test name cannot hold are dropped).
+inline std::string options_name(const ::testing::TestParamInfo<std::vector<std::string>>& p) {
+    std::string name;
+    for (const std::string& option : p.param)
+        for (size_t i = 0; i < option.size(); ++i)
+            if (std::isalnum(static_cast<unsigned char>(option[i])))
+                name += i == 0 ? static_cast<char>(std::toupper(static_cast<unsigned char>(option[i])))
+                               : option[i];
+    return name.empty() ? "Plain" : name;
+}
 
 // For open() compared in two places: the descriptors differ, so a success counts as 0 (and the
 // descriptor is closed), a failure as -1 with errno.

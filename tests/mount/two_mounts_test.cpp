@@ -1,5 +1,12 @@
-// Locks reach the backing filesystem: two diofs mounts of one backing directory stand for two
-// nodes of a cluster filesystem (tests/cluster runs the same over GlusterFS). A flock() or a
+// Two diofs mounts of one backing directory, standing for two nodes of a cluster filesystem
+// (tests/cluster runs the same over GlusterFS).
+//
+// Close-to-open: a file changed through one mount (grown, rewritten, cut) is read whole and
+// current by the next open through the other, at once, whatever the other read of it before
+// and whatever size the kernel cached for it; under strict, a write that returned on one is
+// seen by a read on the other that starts after it, through descriptors open all along.
+//
+// Locks reach the backing filesystem. A flock() or a
 // POSIX record lock taken through one mount blocks the same lock through the other, and
 // through the backing directory itself; it goes when its holder unlocks, closes or dies (a
 // flock() just after the close, when the kernel releases the file). A
@@ -65,7 +72,7 @@ int in_child(const std::function<int()>& body) {
 }
 
 // Two mounts, "A" and "B", of one backing directory, with the same options.
-class Locks : public ::testing::TestWithParam<std::vector<std::string>> {
+class TwoMounts : public ::testing::TestWithParam<std::vector<std::string>> {
 protected:
     void SetUp() override {
         DIOFS_REQUIRE_FUSE();
@@ -89,6 +96,64 @@ protected:
 
     std::unique_ptr<DiofsMount> a_, b_;
 };
+
+class CloseToOpen : public TwoMounts {};
+class Locks : public TwoMounts {};
+
+// What `path` reads, whole, through a descriptor opened now.
+std::string read_now(const std::string& path) { return read_whole(path); }
+
+TEST_P(CloseToOpen, AFileChangedOnOneMountIsReadWholeByTheNextOpenOnTheOther) {
+    const std::string on_a = a_->mnt() + "/f", on_b = b_->mnt() + "/f";
+    std::string want(4096, 'x');
+    ASSERT_EQ(read_now(on_b), want);  // B caches the size, and under dbopt pages of it
+    struct stat st{};
+    ASSERT_EQ(::stat(on_b.c_str(), &st), 0);
+
+    // Grown on A: B's next open reads past the size it had cached.
+    {
+        Fd a(::open(on_a.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+        ASSERT_TRUE(a) << errno_name(errno);
+        ASSERT_EQ(::write(a.get(), std::string(8192, 'y').data(), 8192), 8192);
+        ASSERT_EQ(a.close(), success());
+    }
+    want += std::string(8192, 'y');
+    EXPECT_EQ(read_now(on_b), want) << "after A appended";
+
+    // Rewritten in place (same size, same second): B's next open reads the new bytes.
+    {
+        Fd a(::open(on_a.c_str(), O_WRONLY | O_CLOEXEC));
+        ASSERT_TRUE(a);
+        ASSERT_EQ(::pwrite(a.get(), std::string(100, 'z').data(), 100, 5000), 100);
+        ASSERT_EQ(a.close(), success());
+    }
+    want.replace(5000, 100, std::string(100, 'z'));
+    EXPECT_EQ(read_now(on_b), want) << "after A rewrote a range";
+
+    // Cut and rewritten shorter.
+    ASSERT_EQ(write_whole(on_a, std::string(1000, 'w')), 0);
+    EXPECT_EQ(read_now(on_b), std::string(1000, 'w')) << "after A rewrote it shorter";
+    ASSERT_EQ(::stat(on_b.c_str(), &st), 0);
+}
+
+// strict: every write is on the backing file when it returns and every read comes from it, so
+// B sees what A wrote through descriptors that both had open before.
+class StrictCoherence : public TwoMounts {};
+
+TEST_P(StrictCoherence, AReturnedWriteIsSeenByALaterReadOnTheOther) {    Fd a(::open((a_->mnt() + "/f").c_str(), O_RDWR | O_CLOEXEC));
+    Fd b(::open((b_->mnt() + "/f").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(a && b);
+    std::string got(4096, '\0');
+    ASSERT_EQ(::pread(b.get(), got.data(), got.size(), 0), 4096);
+    for (int round = 0; round < 20; ++round) {
+        const std::string bytes(512, static_cast<char>('a' + round));
+        const off_t at = 512 * round;
+        ASSERT_EQ(::pwrite(a.get(), bytes.data(), bytes.size(), at), 512);
+        std::string seen(512, '\0');
+        ASSERT_EQ(::pread(b.get(), seen.data(), seen.size(), at), 512) << "round " << round;
+        EXPECT_EQ(seen, bytes) << "round " << round;
+    }
+}
 
 TEST_P(Locks, FlockOnOneMountBlocksTheOtherAndTheBackingUntilUnlockOrClose) {
     Fd a = open_a(), b = open_b();
@@ -269,12 +334,17 @@ TEST_P(Locks, AWaitForAPosixLockEndsWithTheUnlockOrASignal) {
     ::sigaction(SIGUSR2, &before, nullptr);
 }
 
+INSTANTIATE_TEST_SUITE_P(Mounts, CloseToOpen,
+                         ::testing::Values(std::vector<std::string>{},
+                                           std::vector<std::string>{"dbopt"},
+                                           std::vector<std::string>{"dbopt", "strict"}),
+                         options_name);
+INSTANTIATE_TEST_SUITE_P(Mounts, StrictCoherence,
+                         ::testing::Values(std::vector<std::string>{"dbopt", "strict"}), options_name);
 INSTANTIATE_TEST_SUITE_P(Mounts, Locks,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"dbopt"}),
-                         [](const ::testing::TestParamInfo<std::vector<std::string>>& p) {
-                             return p.index == 0 ? std::string("Plain") : std::string("Dbopt");
-                         });
+                         options_name);
 
 }  // namespace
 }  // namespace diofs_test
