@@ -1,5 +1,6 @@
 #include "mount_fixture.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -302,6 +303,39 @@ bool DiofsMount::wait_for_exit(std::chrono::milliseconds timeout) {
     return true;
 }
 
+namespace {
+
+// Where each thread of `pid` is: its name, state and kernel stack (root may read it), for a
+// report on a daemon that does not exit.
+std::string thread_states(pid_t pid) {
+    std::string out;
+    const std::string task = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = ::opendir(task.c_str());
+    if (!dir)
+        return "(no " + task + ")\n";
+    while (const dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.')
+            continue;
+        const std::string base = task + "/" + e->d_name;
+        auto first_line = [](const std::string& path) {
+            std::ifstream in(path);
+            std::string line;
+            std::getline(in, line);
+            return line;
+        };
+        std::ifstream stack(base + "/stack");
+        std::string frames, frame;
+        for (int i = 0; i < 8 && std::getline(stack, frame); ++i)
+            frames += " < " + frame.substr(frame.find(' ') + 1);
+        out += "  " + std::string(e->d_name) + " " + first_line(base + "/comm") + " [" +
+               first_line(base + "/wchan") + "]" + frames + "\n";
+    }
+    ::closedir(dir);
+    return out;
+}
+
+}  // namespace
+
 std::string DiofsMount::stop() {
     if (stopped_ || dir_.empty())
         return "";
@@ -337,7 +371,8 @@ std::string DiofsMount::stop() {
 
     if (pid_ > 0 && !reaped_) {
         if (!wait_for_exit(std::chrono::seconds(5))) {
-            note("the daemon did not exit after the unmount: SIGTERM");
+            note("the daemon did not exit after the unmount: SIGTERM; where its threads were:\n" +
+                 thread_states(pid_) + "its log:\n" + log_tail(15));
             ::kill(pid_, SIGTERM);
             if (!wait_for_exit(std::chrono::seconds(5))) {
                 note("no exit after SIGTERM either: SIGKILL");
