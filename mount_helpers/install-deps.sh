@@ -1,7 +1,8 @@
 # Sourced by mount_helpers/setup.sh and tests/run.sh: installs the Debian packages diofs needs to
 # build, run and test that are not installed yet (nothing is installed twice, nothing upgraded).
 diofs_packages="cmake make g++ pkg-config libfuse3-dev fuse3 libspdlog-dev libgtest-dev
-    python3 gzip tar zstd util-linux passwd procps psmisc attr xfsprogs e2fsprogs"
+    python3 gzip tar zstd util-linux passwd procps psmisc attr xfsprogs e2fsprogs
+    glusterfs-server glusterfs-client iproute2"
 
 diofs_install_missing_packages() {
     local missing="" p sudo=""
