@@ -98,7 +98,8 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     Inode& inode = inodes_.acquire(std::move(path_fd), e->attr);
     present(inode, e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
-    e->attr_timeout = e->entry_timeout = cache_timeout();
+    e->attr_timeout = attr_timeout();
+    e->entry_timeout = entry_timeout();
     return 0;
 }
 

@@ -82,6 +82,20 @@ Setter count_option(unsigned Options::*member, std::string_view name, unsigned m
     };
 }
 
+// Seconds from 0 to `max`, a decimal fraction allowed ("0.5").
+Setter seconds_option(double Options::*member, std::string_view name, double max) {
+    return [=](Options& o, std::string_view v) -> std::optional<std::string> {
+        double value = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value,
+                                         std::chars_format::fixed);
+        if (ec != std::errc() || end != v.data() + v.size() || !(value >= 0 && value <= max))
+            return std::string(name) + ": '" + std::string(v) + "' is not a number of seconds " +
+                   "from 0 to " + std::to_string(static_cast<int>(max));
+        o.*member = value;
+        return std::nullopt;
+    };
+}
+
 const std::vector<OptionSpec>& option_specs() {
     static const std::vector<OptionSpec> specs = [] {
         std::vector<OptionSpec> s = {
@@ -130,6 +144,14 @@ const std::vector<OptionSpec>& option_specs() {
              size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
             {"io_threads", true, "dbopt: threads for read-ahead and writeouts (default 4)",
              count_option(&Options::io_threads, "io_threads", 1, 64)},
+            {"entry_timeout", true,
+             "seconds the kernel may trust which file a name is (default 1; 0: asks every "
+             "time, for close-to-open of names on a shared filesystem)",
+             seconds_option(&Options::entry_timeout, "entry_timeout", 3600)},
+            {"attr_timeout", true,
+             "seconds the kernel may trust a file's attributes (default 1; an open asks again "
+             "in any case)",
+             seconds_option(&Options::attr_timeout, "attr_timeout", 3600)},
             {"max_threads", true, "FUSE worker threads at most (default: the CPUs, at least 2)",
              count_option(&Options::max_threads, "max_threads", 1, 256)},
             {"clone_fd", false, "a /dev/fuse descriptor of its own for each worker thread",

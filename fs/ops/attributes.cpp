@@ -24,7 +24,7 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (rv < 0)
             return reply_status(req, rv);
         fs.present(inode, st);
-        fuse_reply_attr(req, &st, fs.cache_timeout());
+        fuse_reply_attr(req, &st, fs.attr_timeout());
     });
 }
 
@@ -112,7 +112,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
         int rv = change_attributes(req, fs.inode(ino), *attr, valid, fi, st);
         if (rv < 0)
             return reply_status(req, rv);
-        fuse_reply_attr(req, &st, fs.cache_timeout());
+        fuse_reply_attr(req, &st, fs.attr_timeout());
     });
 }
 

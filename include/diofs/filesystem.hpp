@@ -122,9 +122,11 @@ public:
     // The direct-I/O alignment of the backing directory, for the log at mount.
     DiscoveredAlignment root_alignment();
 
-    // How long the kernel may trust names and attributes it was given. Short, because other
-    // programs may change the backing directory behind the mount's back.
-    double cache_timeout() const { return 1.0; }
+    // How long the kernel may trust names and attributes it was given (entry_timeout,
+    // attr_timeout). Short, because other programs may change the backing directory behind
+    // the mount's back.
+    double entry_timeout() const { return options_.entry_timeout; }
+    double attr_timeout() const { return options_.attr_timeout; }
 
 private:
     int fill_entry(UniqueFd path_fd, fuse_entry_param* e);

@@ -22,6 +22,7 @@ inline constexpr uint64_t kDefaultWriteBehind = 4 * kMiB;
 inline constexpr uint64_t kDefaultCacheWindow = 1 * kMiB;
 inline constexpr uint64_t kDefaultDboptMem = 32 * kMiB;
 inline constexpr unsigned kDefaultIoThreads = 4;
+inline constexpr double kDefaultCacheTimeout = 1.0;  // seconds
 inline constexpr unsigned kDefaultMaxThreads = 0;  // one per CPU, at least 2 (daemon.cpp)
 
 // The longest fsname (the mount's source: fsname=, else SOURCE's absolute path) that mounts.
@@ -57,6 +58,14 @@ struct Options {
     uint64_t cache_window = kDefaultCacheWindow;
     uint64_t dbopt_mem = kDefaultDboptMem;      // buffer memory of the whole mount
     unsigned io_threads = kDefaultIoThreads;    // threads doing read-ahead and writeouts
+
+    // How long the kernel may trust what it was told of names (which inode a name is) and of
+    // attributes (size, times, mode), in seconds. Other programs, or another node of a shared
+    // filesystem, may change the backing directory behind the mount's back: 0 asks the daemon
+    // every time (close-to-open also for names: a file replaced by a rename on another node is
+    // the new file at the next open).
+    double entry_timeout = kDefaultCacheTimeout;
+    double attr_timeout = kDefaultCacheTimeout;
 
     // The FUSE request loop.
     // Worker threads at most; 0: the number of CPUs, at least 2 (see daemon.cpp).

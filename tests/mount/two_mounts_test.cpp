@@ -3,8 +3,9 @@
 //
 // Close-to-open: a file changed through one mount (grown, rewritten, cut) is read whole and
 // current by the next open through the other, at once, whatever the other read of it before
-// and whatever size the kernel cached for it; under strict, a write that returned on one is
-// seen by a read on the other that starts after it, through descriptors open all along.
+// and whatever size the kernel cached for it; with entry_timeout=0 also a file replaced by a
+// rename, removed or made again; under strict, a write that returned on one is seen by a read
+// on the other that starts after it, through descriptors open all along.
 //
 // Locks reach the backing filesystem. A flock() or a
 // POSIX record lock taken through one mount blocks the same lock through the other, and
@@ -98,6 +99,23 @@ protected:
 };
 
 class CloseToOpen : public TwoMounts {};
+class Names : public TwoMounts {};
+
+// entry_timeout=0: B asks for a name at every path walk, so a file replaced by a rename on A,
+// removed or made again there, is what the next open on B finds, at once.
+TEST_P(Names, WithEntryTimeoutZeroAnOpenFindsWhatTheNameIsNow) {
+    const std::string on_a = a_->mnt() + "/f", on_b = b_->mnt() + "/f";
+    ASSERT_EQ(read_whole(on_b), std::string(4096, 'x'));  // B knows the name and the inode
+    ASSERT_EQ(write_whole(a_->mnt() + "/f.new", std::string(3000, 'n')), 0);
+    ASSERT_EQ(::rename((a_->mnt() + "/f.new").c_str(), on_a.c_str()), 0) << errno_name(errno);
+    EXPECT_EQ(read_whole(on_b), std::string(3000, 'n')) << "the old file, replaced on A";
+    ASSERT_EQ(::unlink(on_a.c_str()), 0);
+    struct stat st{};
+    EXPECT_EQ(capture([&] { return ::stat(on_b.c_str(), &st); }), failure(ENOENT));
+    EXPECT_EQ(capture([&] { return ::open(on_b.c_str(), O_RDONLY | O_CLOEXEC); }), failure(ENOENT));
+    ASSERT_EQ(write_whole(on_a, std::string(10, 'a')), 0);
+    EXPECT_EQ(read_whole(on_b), std::string(10, 'a')) << "made again on A";
+}
 class Locks : public TwoMounts {};
 
 // What `path` reads, whole, through a descriptor opened now.
@@ -338,6 +356,10 @@ INSTANTIATE_TEST_SUITE_P(Mounts, CloseToOpen,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"dbopt"},
                                            std::vector<std::string>{"dbopt", "strict"}),
+                         options_name);
+INSTANTIATE_TEST_SUITE_P(Mounts, Names,
+                         ::testing::Values(std::vector<std::string>{"entry_timeout=0"},
+                                           std::vector<std::string>{"dbopt", "entry_timeout=0"}),
                          options_name);
 INSTANTIATE_TEST_SUITE_P(Mounts, StrictCoherence,
                          ::testing::Values(std::vector<std::string>{"dbopt", "strict"}), options_name);

@@ -284,6 +284,27 @@ TEST(Options, CacheWindowIsASizeFrom1MTo64MOr0) {
     }
 }
 
+TEST(Options, EntryAndAttrTimeoutsAreSecondsFrom0To3600) {
+    auto r = parse({"/b", "/m"});
+    EXPECT_EQ(r.options.entry_timeout, 1.0) << "the default";
+    EXPECT_EQ(r.options.attr_timeout, 1.0) << "the default";
+    r = parse({"/b", "/m", "-o", "entry_timeout=0,attr_timeout=0.25"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.entry_timeout, 0.0);
+    EXPECT_EQ(r.options.attr_timeout, 0.25);
+    r = parse({"/b", "/m", "-o", "attr_timeout=3600"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.attr_timeout, 3600.0);
+    for (const char* word : {"entry_timeout=-1", "entry_timeout=3601", "entry_timeout=1s",
+                             "entry_timeout=", "attr_timeout=nan", "attr_timeout=1e3"}) {
+        r = parse({"/b", "/m", "-o", word});
+        ASSERT_EQ(r.errors.size(), 1u) << word << " was accepted";
+        EXPECT_TRUE(any_error_mentions(r, std::string(word).substr(0, std::string(word).find('='))))
+            << word << ": " << r.errors.front();
+        EXPECT_TRUE(any_error_mentions(r, "seconds from 0 to 3600")) << word << ": " << r.errors.front();
+    }
+}
+
 TEST(Options, BadStreamingValuesAreRefusedByName) {
     const std::pair<const char*, const char*> cases[] = {
         {"readahead=abc", "readahead"},       {"readahead=-1", "readahead"},
