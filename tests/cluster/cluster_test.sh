@@ -2,8 +2,9 @@
 # diofs on two "nodes" over one GlusterFS volume: a private glusterd, a volume, two client
 # mounts (A and B) and a diofs -o dbopt mount on each (gluster_lib.sh); then what one node does
 # is checked from the other: close-to-open contents and sizes (also after B read an older
-# version), directory listings, rename and unlink, a writer on A beside a reader on B, files
-# made by dd, cp and gzip through A compared through B and through the plain client mounts;
+# version), directory listings, rename and unlink, flock and POSIX locks both ways, a writer on
+# A beside a reader on B, files made by dd, cp and gzip through A compared through B and
+# through the plain client mounts;
 # then the same mounts with -o dbopt,strict, where a write on A that returned is read on B.
 # Needs root, /dev/fuse, glusterfs-server and glusterfs-client, python3, gzip; skips (exit 77)
 # where GlusterFS cannot start, and fails instead under CI=true.
@@ -89,11 +90,9 @@ check_listings() {
     ok "listings: 10 files and a directory made on A and B, listed alike on both"
 }
 
-# check_rename_unlink: a rename or an unlink on one node is seen by the other, both ways: at
-# once in a listing (readdir is never cached) and by the new name; by the old name once the
-# kernel's entry and attribute cache of the other node's diofs mount has expired
-# (NAME_CACHE_SECONDS): until then a lookup of a name the node saw may still succeed.
-NAME_CACHE_SECONDS=1.2
+# check_rename_unlink: a rename or an unlink on one node is seen by the other, both ways, at
+# once: in a listing (readdir is never cached) and by name (the diofs mounts have
+# entry_timeout=0, as on a cluster they should: README, "On a cluster").
 check_rename_unlink() {
     local d=mv
     mkdir "$MNT_A/$d"
@@ -102,24 +101,23 @@ check_rename_unlink() {
     same_through "before the rename" "$REF" "$d/old" "$MNT_B"
     mv "$MNT_A/$d/old" "$MNT_A/$d/new"
     assert_eq "new " "$(listing "$MNT_B/$d")" "listing of $d on B after the rename on A"
+    name_gone "$MNT_B" "$d/old" "A renamed it"
     same_through "renamed on A" "$REF" "$d/new" "$MNT_B"
     mv "$MNT_B/$d/new" "$MNT_B/$d/back"
     assert_eq "back " "$(listing "$MNT_A/$d")" "listing of $d on A after the rename on B"
+    name_gone "$MNT_A" "$d/new" "B renamed it"
     same_through "renamed on B" "$REF" "$d/back" "$MNT_A"
     rm "$MNT_A/$d/back"
     assert_eq "" "$(listing "$MNT_B/$d")" "listing of $d on B after the unlink on A"
+    name_gone "$MNT_B" "$d/back" "A removed it"
     echo x >"$MNT_B/$d/gone"
     cat "$MNT_A/$d/gone" >/dev/null
     rm "$MNT_B/$d/gone"
     assert_eq "" "$(listing "$MNT_A/$d")" "listing of $d on A after the unlink on B"
-    sleep "$NAME_CACHE_SECONDS"
-    name_gone "$MNT_B" "$d/old" "A renamed it"
-    name_gone "$MNT_B" "$d/new" "A removed it after B renamed it"
-    name_gone "$MNT_A" "$d/new" "B renamed it"
     name_gone "$MNT_A" "$d/gone" "B unlinked it"
     rmdir "$MNT_B/$d"
     assert_not_contains " $(listing "$MNT_A")" " $d " "listing on A after B removed $d"
-    ok "rename and unlink: seen from the other node, both ways (by name after ${NAME_CACHE_SECONDS} s)"
+    ok "rename and unlink: seen from the other node at once, both ways, in listings and by name"
 }
 
 # name_gone MOUNT NAME WHY: NAME is not found through MOUNT.
@@ -180,6 +178,80 @@ check_client_direct_io() {
     ok "O_DIRECT on the client mounts: 512- and 4096-byte writes on A read on B"
 }
 
+# locked_elsewhere KIND FILE: exit 0 when FILE (on another node) cannot be locked now, 1 when
+# it can (and then it is unlocked again). KIND: flock, or posix (fcntl, as lockf takes it).
+locked_elsewhere() {
+    python3 - "$1" "$2" <<'EOF_PY'
+import fcntl, sys
+kind, path = sys.argv[1], sys.argv[2]
+with open(path, "r+") as f:
+    try:
+        if kind == "flock":
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    except OSError:
+        sys.exit(0)
+sys.exit(1)
+EOF_PY
+}
+
+# check_locks: a flock() and a POSIX lock taken on one node block the same lock on the other,
+# both ways, and go when the holder unlocks or dies; a blocking lock on B waits for A's unlock.
+check_locks() {
+    local d=locks kind holder_node other_node holder fifo
+    mkdir "$MNT_A/$d"
+    echo data >"$MNT_A/$d/f"
+    for kind in flock posix; do
+        for holder_node in A B; do
+            other_node=B
+            [[ $holder_node == B ]] && other_node=A
+            local on_holder="$E2E_TMP/mnt-$holder_node/$d/f" on_other="$E2E_TMP/mnt-$other_node/$d/f"
+            fifo="$E2E_TMP/lock-$kind-$holder_node"
+            mkfifo "$fifo"
+            # The holder locks, says so, and keeps the lock until it is killed.
+            python3 - "$kind" "$on_holder" "$fifo" <<'EOF_PY' &
+import fcntl, sys, time
+kind, path, fifo = sys.argv[1], sys.argv[2], sys.argv[3]
+f = open(path, "r+")
+if kind == "flock":
+    fcntl.flock(f, fcntl.LOCK_EX)
+else:
+    fcntl.lockf(f, fcntl.LOCK_EX, 1, 0)
+open(fifo, "w").write("locked\n")
+time.sleep(600)
+EOF_PY
+            holder=$!
+            track_pid "$holder"
+            assert_eq "locked" "$(timeout 20 cat "$fifo")" "$kind lock taken on $holder_node"
+            locked_elsewhere "$kind" "$on_other" ||
+                fail "$kind lock held on $holder_node, yet taken on $other_node"
+            kill -KILL "$holder"
+            wait "$holder" 2>/dev/null || true
+            # POSIX locks go with the holder's close; a flock with the release just after.
+            local free=""
+            for _ in $(seq 100); do
+                if ! locked_elsewhere "$kind" "$on_other"; then free=yes; break; fi
+                sleep 0.05
+            done
+            [[ -n $free ]] || fail "$kind lock of the killed holder on $holder_node still held 5 s later"
+            rm -f "$fifo"
+        done
+    done
+    # A blocking flock on B waits for A's unlock, and gets the lock then.
+    exec {fd}<>"$MNT_A/$d/f"
+    flock -x "$fd"
+    timeout 20 flock -x "$MNT_B/$d/f" -c 'echo got' >"$E2E_TMP/waiter.out" &
+    local waiter=$!
+    sleep 0.5
+    assert_eq "" "$(cat "$E2E_TMP/waiter.out")" "B's blocking flock while A holds the lock"
+    flock -u "$fd"
+    exec {fd}>&-
+    wait "$waiter" || fail "B's blocking flock did not get the lock after A's unlock"
+    assert_eq "got" "$(cat "$E2E_TMP/waiter.out")" "B's blocking flock after A's unlock"
+    ok "locks: flock and POSIX locks held on one node block the other, both ways; freed when the holder dies; a waiting flock on B gets A's lock at its unlock"
+}
+
 # check_logs_clean NODE...: no diofs log of these nodes has a warning or an error, and the
 # alignment each chose is in the log (printed for the record).
 check_logs_clean() {
@@ -198,19 +270,20 @@ check_logs_clean() {
 gluster_start
 check_client_direct_io
 
-node_mount A dbopt
-node_mount B dbopt
+node_mount A dbopt,entry_timeout=0
+node_mount B dbopt,entry_timeout=0
 check_close_to_open
 check_listings
 check_rename_unlink
+check_locks
 check_writer_reader coalescing
 check_tools
 check_logs_clean A B
 node_unmount A
 node_unmount B
 
-node_mount A dbopt,strict
-node_mount B dbopt,strict
+node_mount A dbopt,strict,entry_timeout=0
+node_mount B dbopt,strict,entry_timeout=0
 check_writer_reader strict
 check_logs_clean A B
 node_unmount A
