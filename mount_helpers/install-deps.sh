@@ -1,12 +1,14 @@
 # Sourced by mount_helpers/setup.sh and tests/run.sh: installs the Debian packages diofs needs to
 # build, run and test that are not installed yet (nothing is installed twice, nothing upgraded).
 diofs_packages="cmake make g++ pkg-config libfuse3-dev fuse3 libspdlog-dev libgtest-dev
-    python3 gzip tar zstd util-linux passwd procps psmisc attr xfsprogs e2fsprogs
-    glusterfs-server glusterfs-client iproute2"
+    python3 gzip tar zstd util-linux passwd procps psmisc attr xfsprogs e2fsprogs"
+# Only for the cluster tests (tests/cluster): a GlusterFS volume and its clients on this machine.
+diofs_cluster_test_packages="glusterfs-server glusterfs-client iproute2"
 
+# diofs_install_missing_packages [PACKAGE...]: $diofs_packages and these.
 diofs_install_missing_packages() {
     local missing="" p sudo=""
-    for p in $diofs_packages; do
+    for p in $diofs_packages "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing="$missing $p"
     done

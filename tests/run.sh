@@ -69,7 +69,8 @@ build_sanitized() {
     printf '%s\n%s\n' "$times" "$failed" >"$result"
 }
 
-diofs_install_missing_packages
+# shellcheck disable=SC2086 # a list of package names
+diofs_install_missing_packages $diofs_cluster_test_packages
 diofs_load_fuse
 timed build build_tree "$build" ""
 [ "$status" = 0 ] || summary
