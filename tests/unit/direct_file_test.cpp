@@ -254,7 +254,7 @@ TEST_F(DirectFileTest, ACopyCopiesTheBytesWhereTheBackingCannotClone) {
 TEST_F(DirectFileTest, ACopyByBytesReadsAndWritesAtOnce) {
     constexpr size_t kSize = 32 * kTestChunk;
     auto device = std::make_shared<DeviceModel>();
-    device->latency = std::chrono::milliseconds(1);
+    device->patience = std::chrono::milliseconds(20);
     a.file->set_contents(pattern(kSize, 9));
     a.file->device = b.file->device = device;
     b.file->set_clone_supported(false);

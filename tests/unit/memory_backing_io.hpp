@@ -26,11 +26,13 @@
 
 namespace diofs {
 
-// A device under one or more MemoryFiles: each direct transfer takes `latency` (outside the
-// file's lock, as a transfer does not hold the file), and it notes whether a read and a write
-// were ever under way at the same time.
+// A device under one or more MemoryFiles that notes whether a read and a write were ever under
+// way at the same time. Each direct transfer (outside the file's lock, as a transfer does not
+// hold the file) lasts until a transfer of the other kind is under way too, or `patience` has
+// passed: so a caller that overlaps reads and writes is seen doing it however the threads are
+// scheduled, and one that does not never is.
 struct DeviceModel {
-    std::chrono::microseconds latency{0};
+    std::chrono::microseconds patience{0};
     std::atomic<int> reads{0}, writes{0};
     std::atomic<bool> read_and_write_at_once{false};
 
@@ -41,9 +43,13 @@ struct DeviceModel {
             if (!device_)
                 return;
             ++(write_ ? device_->writes : device_->reads);
-            note();
-            std::this_thread::sleep_for(device_->latency);
-            note();
+            const auto deadline = std::chrono::steady_clock::now() + device_->patience;
+            while (!(device_->reads.load() > 0 && device_->writes.load() > 0)) {
+                if (std::chrono::steady_clock::now() >= deadline)
+                    return;
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+            }
+            device_->read_and_write_at_once = true;
         }
         ~Transfer() {
             if (device_)
@@ -53,10 +59,6 @@ struct DeviceModel {
         Transfer& operator=(const Transfer&) = delete;
 
     private:
-        void note() {
-            if (device_->reads.load() > 0 && device_->writes.load() > 0)
-                device_->read_and_write_at_once = true;
-        }
         DeviceModel* device_;
         bool write_;
     };
