@@ -256,12 +256,25 @@ diofs_mount() {
     done
 }
 
+# thread_states PID: where each thread of PID is (name, wchan, kernel stack), for a report on
+# a daemon that does not exit.
+thread_states() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '  %s %s [%s] %s\n' "${t##*/}" "$(cat "$t/comm" 2>/dev/null)" \
+            "$(cat "$t/wchan" 2>/dev/null)" \
+            "$(awk '{ printf "< %s ", $2 } NR == 8 { exit }' "$t/stack" 2>/dev/null)"
+    done
+}
+
 # diofs_unmount MOUNTPOINT PID: umount, then the foreground daemon must exit 0 within 10 s
 # and the mount must be gone.
 diofs_unmount() {
     local mountpoint=$1 pid=$2
     umount "$mountpoint" || fail "umount $mountpoint failed"
-    wait_pid_exit "$pid" 10 || fail "diofs (pid $pid) still runs 10 s after umount $mountpoint"
+    wait_pid_exit "$pid" 10 ||
+        fail "diofs (pid $pid) still runs 10 s after umount $mountpoint; its threads:
+$(thread_states "$pid")"
     assert_eq 0 "$E2E_STATUS" "exit status of diofs after umount $mountpoint"
     not_mounted "$mountpoint" || fail "$mountpoint is still mounted after umount"
 }
