@@ -254,7 +254,9 @@ gluster_teardown() {
     done
 }
 
-# gl_on_exit: the EXIT trap: gluster_teardown, then lib.sh's cleanup with the test's status.
+# gl_on_exit: the EXIT trap: gluster_teardown, the script's gl_after_teardown if it has one
+# (what it must undo once the cluster's processes are gone), then lib.sh's cleanup with the
+# test's status.
 gl_on_exit() {
     local status=$?
     E2E_CLEANING=1
@@ -262,6 +264,7 @@ gl_on_exit() {
     trap - ERR
     cd / || true
     gluster_teardown
+    if declare -F gl_after_teardown >/dev/null; then gl_after_teardown; fi
     (exit "$status")
     e2e_cleanup
 }
