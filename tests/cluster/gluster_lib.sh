@@ -93,7 +93,20 @@ gluster_start() {
     gl_pick_host
     note "glusterd on $GL_HOST, state in $GL_DIR"
     # shellcheck disable=SC2016  # expanded by the inner shell
+    # The new namespace starts with a copy of every mount of this one, and a copy pins its
+    # filesystem for as long as glusterd lives: the umount of a FUSE mount of a test running
+    # beside this one would then not end its daemon (its connection stays open), nor free a
+    # loop device under it. So the copies of FUSE mounts, of loop-device filesystems and of
+    # whatever is mounted under /tmp and /var/tmp are detached first (lazily, never stat-ing a
+    # mount: one may not answer).
     unshare --mount --propagation private -- bash -c '
+        while read -r target fstype source; do
+            target=$(printf "%b" "$target")
+            case "$fstype:$source:$target" in
+                fuse*:* | *:/dev/loop*:* | *:*:/tmp/* | *:*:/var/tmp/*)
+                    umount -l -c "$target" 2>/dev/null || true ;;
+            esac
+        done < <(findmnt -rn -o TARGET,FSTYPE,SOURCE | sort -r)
         set -e
         mount --bind "$1/work" /var/lib/glusterd
         mount --bind "$1/run" /run/gluster
