@@ -311,12 +311,14 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
     }
 
     // Byte by byte: the source read ahead, the target coalesced, as a cp with read() and
-    // write() would be.
+    // write() would be, a chunk of the mount's pool at a time (kChunk; smaller in unit tests),
+    // so that the reads ahead and the writeouts of whole chunks overlap.
     want = std::min(want, kCopyPerRequest);
+    const uint64_t step = out.streaming_ ? out.streaming_->pool.chunk() : kChunk;
     uint64_t done = 0;
     while (done < want) {
         ReadView view;
-        ssize_t n = in.read(off_in + done, std::min<uint64_t>(want - done, kChunk), view);
+        ssize_t n = in.read(off_in + done, std::min<uint64_t>(want - done, step), view);
         if (n <= 0) {
             if (n < 0 && done == 0)
                 return n;
