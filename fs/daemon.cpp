@@ -164,9 +164,6 @@ bool check_outside_source(const Options& options, const struct stat& source_st) 
     }
 }
 
-// The device of the mount just made on `mountpoint`, which was on `before` until then. Asked
-// without a request to the mount: the session loop does not run yet, and a request now would
-// wait for it for ever.
 // The kernel reads a file of the mount ahead by the mount's bdi's read_ahead_kb (128 KiB by
 // default) and by the max_readahead of the INIT reply, whichever is smaller when INIT is
 // answered: the bdi's is set here, before the session starts, and INIT asks for the same.
@@ -189,6 +186,9 @@ void set_kernel_read_ahead(dev_t mount_device, uint64_t bytes) {
     spdlog::debug("{}: {}", path, want);
 }
 
+// The device of the mount just made on `mountpoint`, which was on `before` until then. Asked
+// without a request to the mount: the session loop does not run yet, and a request now would
+// wait for it for ever.
 std::optional<dev_t> mounted_device(const std::string& mountpoint, dev_t before) {
     dev_t dev;
     int rv = sys::cached_device_at(AT_FDCWD, mountpoint.c_str(), &dev);

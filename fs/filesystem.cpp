@@ -34,12 +34,6 @@ Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& roo
             });
 }
 
-void Filesystem::forget_cached_attributes(fuse_ino_t ino) {
-    // A negative offset: the attributes only, no page (so the kernel waits for nothing here).
-    if (session_)
-        fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
-}
-
 Inode& Filesystem::inode(fuse_ino_t ino) {
     if (ino == FUSE_ROOT_ID)
         return root_;
@@ -184,8 +178,8 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
 }
 
 void Filesystem::invalidate_attributes(Inode& inode) {
-    // An offset below zero: the attributes only, no cached pages (there are none under dbopt),
-    // so the kernel takes no lock of the inode and a request of it may be under way.
+    // An offset below zero: the attributes only, no page, so the kernel takes no lock of the
+    // inode and waits for nothing, and a request of it may be under way.
     if (session_)
         fuse_lowlevel_notify_inval_inode(session_, ino_of(inode), -1, 0);
 }

@@ -71,7 +71,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         // Close-to-open: the file may have changed around the mount (on another node of a
         // shared filesystem) since the kernel cached its size. Its pages go at this open (no
         // FOPEN_KEEP_CACHE); its attributes are asked for again before a read past the old end.
-        fs.forget_cached_attributes(ino);
+        fs.invalidate_attributes(inode);
         reply_open(req, fi, std::move(file));
     });
 }

@@ -81,8 +81,9 @@ public:
                     std::unique_ptr<DirectFile>& out);
 
     // The kernel forgets the attributes it holds of `inode` and asks again before it uses them
-    // (a mode check, an exec): after a change it did not make through a reply, such as a write
-    // clearing setuid bits. Safe while a request of the inode is being served.
+    // (a mode check, an exec, a read past the size it had): after a change it did not make
+    // through a reply, such as a write clearing setuid bits, or one made around the mount
+    // (close-to-open). Safe while a request of the inode is being served.
     void invalidate_attributes(Inode& inode);
     // The session, once it exists (notifications go through it).
     void set_session(fuse_session* session) { session_ = session; }
@@ -106,10 +107,6 @@ public:
     // The open files and directories the kernel holds (fi->fh), until their release or the end
     // of the session.
     OpenHandles& handles() { return handles_; }
-
-    // Tells the kernel that what it holds of `ino`'s attributes (size, times, mode, ACLs) may
-    // be old: it asks again when it next needs them. Never waits for the kernel.
-    void forget_cached_attributes(fuse_ino_t ino);
 
     // Lock requests that wait for a lock held elsewhere (locks.hpp).
     LockWaiters& lock_waiters() { return lock_waiters_; }

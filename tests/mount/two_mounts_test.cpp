@@ -118,13 +118,10 @@ TEST_P(Names, WithEntryTimeoutZeroAnOpenFindsWhatTheNameIsNow) {
 }
 class Locks : public TwoMounts {};
 
-// What `path` reads, whole, through a descriptor opened now.
-std::string read_now(const std::string& path) { return read_whole(path); }
-
 TEST_P(CloseToOpen, AFileChangedOnOneMountIsReadWholeByTheNextOpenOnTheOther) {
     const std::string on_a = a_->mnt() + "/f", on_b = b_->mnt() + "/f";
     std::string want(4096, 'x');
-    ASSERT_EQ(read_now(on_b), want);  // B caches the size, and under dbopt pages of it
+    ASSERT_EQ(read_whole(on_b), want);  // B caches the size, and under dbopt pages of it
     struct stat st{};
     ASSERT_EQ(::stat(on_b.c_str(), &st), 0);
 
@@ -136,7 +133,7 @@ TEST_P(CloseToOpen, AFileChangedOnOneMountIsReadWholeByTheNextOpenOnTheOther) {
         ASSERT_EQ(a.close(), success());
     }
     want += std::string(8192, 'y');
-    EXPECT_EQ(read_now(on_b), want) << "after A appended";
+    EXPECT_EQ(read_whole(on_b), want) << "after A appended";
 
     // Rewritten in place (same size, same second): B's next open reads the new bytes.
     {
@@ -146,11 +143,11 @@ TEST_P(CloseToOpen, AFileChangedOnOneMountIsReadWholeByTheNextOpenOnTheOther) {
         ASSERT_EQ(a.close(), success());
     }
     want.replace(5000, 100, std::string(100, 'z'));
-    EXPECT_EQ(read_now(on_b), want) << "after A rewrote a range";
+    EXPECT_EQ(read_whole(on_b), want) << "after A rewrote a range";
 
     // Cut and rewritten shorter.
     ASSERT_EQ(write_whole(on_a, std::string(1000, 'w')), 0);
-    EXPECT_EQ(read_now(on_b), std::string(1000, 'w')) << "after A rewrote it shorter";
+    EXPECT_EQ(read_whole(on_b), std::string(1000, 'w')) << "after A rewrote it shorter";
     ASSERT_EQ(::stat(on_b.c_str(), &st), 0);
 }
 
