@@ -4,6 +4,7 @@
 #include "diofs/filesystem.hpp"
 #include "diofs/logging.hpp"
 #include "diofs/operations.hpp"
+#include "diofs/stats.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
@@ -202,7 +203,7 @@ std::optional<dev_t> mounted_device(const std::string& mountpoint, dev_t before)
     return dev;
 }
 
-// Logs the counters on SIGUSR1 (which every other thread blocks), until stop().
+// Logs the stats (stats.hpp) on SIGUSR1 (which every other thread blocks), until stop().
 class StatsReporter {
 public:
     explicit StatsReporter(Filesystem& fs) : fs_(fs), thread_([this] { run(); }) {}
@@ -224,17 +225,8 @@ private:
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
         int sig;
-        while (::sigwait(&set, &sig) == 0 && !stopping_) {
-            if (Streaming* streaming = fs_.streaming()) {
-                BufferPool::Counters c = streaming->pool.counters();
-                spdlog::info("stats: inodes={} buffers_in_use={}K buffers_held={}K "
-                             "buffers_peak={}K buffers_limit={}K",
-                             fs_.inodes().size(), c.in_use >> 10, c.allocated >> 10,
-                             c.peak >> 10, streaming->pool.limit() >> 10);
-            } else {
-                spdlog::info("stats: inodes={}", fs_.inodes().size());
-            }
-        }
+        while (::sigwait(&set, &sig) == 0 && !stopping_)
+            spdlog::info("stats: {}", stats_log_line(stats_json(fs_)));
     }
     Filesystem& fs_;
     std::atomic<bool> stopping_ = false;

@@ -136,6 +136,27 @@ DiscoveredAlignment Filesystem::root_alignment() {
     return alignment_.discover(root_.path_fd.get(), root_.dev);
 }
 
+bool Filesystem::note_device(dev_t dev, const DiscoveredAlignment& found) {
+    std::lock_guard lock(devices_mutex_);
+    return devices_.try_emplace(dev, found).second;
+}
+
+std::vector<std::pair<dev_t, DiscoveredAlignment>> Filesystem::devices() {
+    std::vector<std::pair<dev_t, DiscoveredAlignment>> all;
+    {
+        std::lock_guard lock(devices_mutex_);
+        all.assign(devices_.begin(), devices_.end());
+    }
+    // The backing directory's first: what its files found, or what the directory itself says
+    // before any was opened (whether O_DIRECT works is known only from a file).
+    auto root = std::find_if(all.begin(), all.end(), [&](const auto& d) { return d.first == root_.dev; });
+    if (root == all.end())
+        all.insert(all.begin(), {root_.dev, root_alignment()});
+    else
+        std::rotate(all.begin(), root, root + 1);
+    return all;
+}
+
 int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_flags,
                             std::unique_ptr<DirectFile>& out) {
     DirectFile::Access access;
@@ -155,6 +176,7 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
         UniqueFd direct_fd(fd);
         DiscoveredAlignment found = alignment_.discover(fd, inode.dev);
         if (found.alignment) {
+            note_device(inode.dev, found);
             out = std::make_unique<DirectFile>(
                 std::make_unique<PosixBackingIo>(std::move(direct_fd), buffered_fd, page_size_),
                 *found.alignment, inode.io, streaming_.get(), access, std::move(name),
@@ -162,14 +184,11 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
             return 0;
         }
     }
-    {
-        std::lock_guard lock(warned_mutex_);
-        if (warned_devices_.insert(inode.dev).second)
-            spdlog::warn("the filesystem of device {}:{} refuses direct I/O ({}): its files are "
-                         "served buffered, dropping their pages behind themselves",
-                         major(inode.dev), minor(inode.dev),
-                         fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
-    }
+    if (note_device(inode.dev, {}))
+        spdlog::warn("the filesystem of device {}:{} refuses direct I/O ({}): its files are "
+                     "served buffered, dropping their pages behind themselves",
+                     major(inode.dev), minor(inode.dev),
+                     fd < 0 ? std::strerror(-fd) : "statx: no direct-I/O alignment");
     // Alignment 1, and neither read-ahead nor coalescing.
     out = std::make_unique<DirectFile>(std::make_unique<DroppingBackingIo>(buffered_fd, page_size_),
                                        DioAlignment{1, 1}, inode.io, nullptr, access,

@@ -301,10 +301,12 @@ std::string accepted_options_line() {
 std::string usage_text() {
     std::string text =
         "usage: diofs SOURCE MOUNTPOINT [-o OPT[,OPT...]] [-f] [-d]\n"
+        "       diofs stats MOUNTPOINT [--json]\n"
         "       diofs --help | --version\n"
         "\n"
         "Mirror the directory SOURCE at MOUNTPOINT. With -o dbopt, regular files are read and\n"
         "written with direct I/O, so that copies and archives do not fill the page cache.\n"
+        "`diofs stats` shows what a mount does (--json: as user.diofs.stats of its root has it).\n"
         "\n"
         "  -f             stay in the foreground, log to stderr (otherwise: daemon, syslog)\n"
         "  -d             foreground, debug log and libfuse's request trace\n"

@@ -1,5 +1,6 @@
 #include "diofs/direct_file.hpp"
 
+#include "diofs/counters.hpp"
 #include "diofs/io_split.hpp"
 #include "diofs/streaming.hpp"
 
@@ -61,6 +62,7 @@ DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, In
         streaming_->add(this);
     }
     inode_.attach(this);
+    counters().open_dbopt_files.add();
 }
 
 DirectFile::~DirectFile() {
@@ -75,6 +77,7 @@ DirectFile::~DirectFile() {
         streaming_->remove(this);
     write_behind_.reset();
     read_ahead_.reset();
+    counters().open_dbopt_files.sub();
 }
 
 uint64_t DirectFile::backing_size() const {
@@ -226,9 +229,13 @@ ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
 
 ssize_t DirectFile::read(uint64_t offset, size_t length, ReadView& view) {
     inode_.settle();
-    if (read_ahead_)
-        if (std::optional<ssize_t> n = read_ahead_->read(offset, length, view))
+    if (read_ahead_) {
+        if (std::optional<ssize_t> n = read_ahead_->read(offset, length, view)) {
+            counters().read_ahead_hits.add();
             return *n;
+        }
+        counters().read_ahead_misses.add();
+    }
     return engine_.read(*io_, offset, length, thread_read_buffer(), view);
 }
 

@@ -1,5 +1,6 @@
 #include "diofs/posix_backing_io.hpp"
 
+#include "diofs/counters.hpp"
 #include "diofs/io_split.hpp"
 #include "diofs/syscalls.hpp"
 
@@ -37,6 +38,13 @@ ssize_t full(Io io, int fd, Buf buf, size_t length, uint64_t offset) {
     return static_cast<ssize_t>(done);
 }
 
+// `n`, a count or -errno, after adding the count to `counter`.
+ssize_t counted(Counter& counter, ssize_t n) {
+    if (n > 0)
+        counter.add(static_cast<uint64_t>(n));
+    return n;
+}
+
 // The page cache's largest folio on x86-64 (PMD size). Folios are aligned to their size in the
 // file, so a span of this size aligned to it holds every folio that touches a range inside it.
 constexpr uint64_t kFolioSpan = 2u << 20;
@@ -70,13 +78,20 @@ void drop_cached_range(int fd, uint64_t begin, uint64_t end) {
     // reader's flush) is skipped: the range is checked with cachestat and the drop retried.
     const uint64_t span_begin = round_down(begin, kFolioSpan);
     const uint64_t span_end = round_up(end, kFolioSpan);
+    Counters& count = counters();
+    count.backing_drops.add();
+    long cached = 0;
     for (int attempt = 0; attempt < kDropAttempts; ++attempt) {
+        if (attempt == 1)
+            count.backing_drop_retries.add();
         ::posix_fadvise(fd, static_cast<off_t>(span_begin), static_cast<off_t>(span_end - span_begin),
                         POSIX_FADV_DONTNEED);
-        if (cached_pages(fd, begin, end - begin) <= 0)
+        cached = cached_pages(fd, begin, end - begin);
+        if (cached <= 0)
             return;
         std::this_thread::yield();
     }
+    count.resident_after_drop.add(static_cast<uint64_t>(cached));
 }
 
 int write_back_and_drop(int fd, uint64_t offset, uint64_t length, size_t page_size) {
@@ -160,6 +175,7 @@ ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) 
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
+    counters().read_direct.add(static_cast<uint64_t>(n));
     // An O_DIRECT read leaves pages that were cached before (the file was read or written
     // buffered, outside dbopt) where they are: they go now. Cheap when nothing is cached.
     if (n > 0)
@@ -169,11 +185,11 @@ ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) 
 }
 
 ssize_t PosixBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
-    return full(::pwrite, direct_fd_.get(), buf, length, offset);
+    return counted(counters().written_direct, full(::pwrite, direct_fd_.get(), buf, length, offset));
 }
 
 ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t offset) {
-    ssize_t n = full(::pwrite, buffered_fd_, buf, length, offset);
+    ssize_t n = counted(counters().written_bounced, full(::pwrite, buffered_fd_, buf, length, offset));
     if (n <= 0)
         return n;
     int rv = write_back_and_drop(buffered_fd_, offset, static_cast<uint64_t>(n), page_size_);
@@ -183,7 +199,7 @@ ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t o
 int PosixBackingIo::sync(bool datasync) { return sys::fsync(direct_fd_.get(), datasync); }
 
 ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
-    ssize_t n = full(::pread, buffered_fd_, buf, length, offset);
+    ssize_t n = counted(counters().read_buffered_fallback, full(::pread, buffered_fd_, buf, length, offset));
     if (n > 0)
         drop_cached_range(buffered_fd_, round_down(offset, page_size_),
                           round_up(offset + static_cast<uint64_t>(n), page_size_));
@@ -191,7 +207,8 @@ ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offse
 }
 
 ssize_t DroppingBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
-    ssize_t n = full(::pwrite, buffered_fd_, buf, length, offset);
+    ssize_t n = counted(counters().written_buffered_fallback,
+                        full(::pwrite, buffered_fd_, buf, length, offset));
     if (n <= 0)
         return n;
     std::lock_guard lock(mutex_);

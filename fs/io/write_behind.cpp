@@ -1,5 +1,6 @@
 #include "diofs/write_behind.hpp"
 
+#include "diofs/counters.hpp"
 #include "diofs/error_boundary.hpp"
 #include "diofs/io_split.hpp"
 
@@ -195,6 +196,7 @@ void WriteBehind::drain() {
         const Chunk& chunk = *queue_.front();
         lock.unlock();
         const int error = write_out(chunk);
+        (error < 0 ? counters().writeout_errors : counters().chunks_written).add();
         lock.lock();
         std::unique_ptr<Chunk> finished = std::move(queue_.front());
         queue_.pop_front();

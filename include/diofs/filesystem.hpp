@@ -21,7 +21,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
+#include <map>
+#include <utility>
+#include <vector>
 
 namespace diofs {
 
@@ -118,6 +120,9 @@ public:
 
     // The direct-I/O alignment of the backing directory, for the log at mount.
     DiscoveredAlignment root_alignment();
+    // For the stats: each backing device a dbopt file was opened on, with what was found of
+    // the first such file (no alignment: it refused O_DIRECT), the backing directory's first.
+    std::vector<std::pair<dev_t, DiscoveredAlignment>> devices();
 
     // How long the kernel may trust names and attributes it was given (entry_timeout,
     // attr_timeout). Short, because other programs may change the backing directory behind
@@ -138,9 +143,11 @@ private:
     std::unique_ptr<Streaming> streaming_;
     fuse_session* session_ = nullptr;
     std::unique_ptr<KernelPages> kernel_pages_;  // after session_, which it uses
-    // Guards warned_devices_: devices whose refusal of O_DIRECT was logged once.
-    std::mutex warned_mutex_;
-    std::set<dev_t> warned_devices_;
+    // Notes `found` for `dev` (the first time); true the first time.
+    bool note_device(dev_t dev, const DiscoveredAlignment& found);
+    // Guards devices_: taken for a map lookup at each dbopt open.
+    std::mutex devices_mutex_;
+    std::map<dev_t, DiscoveredAlignment> devices_;
     // The mount's own device: set before the session loop starts, only read afterwards.
     std::optional<dev_t> own_device_;
     // Whether a lookup that leads back into the mount was logged (only the first one is).

@@ -5,6 +5,7 @@
 // involved: everything DirectFile does to the backing file goes through the BackingIo it is
 // given.
 
+#include "diofs/counters.hpp"
 #include "diofs/direct_file.hpp"
 #include "diofs/streaming.hpp"
 #include "memory_backing_io.hpp"
@@ -68,6 +69,32 @@ protected:
     Backed a, b;  // outlive the Streaming: a file's last writeout may still be on a worker
     Streaming streaming{64 * kTestChunk, 2, 2 * kTestChunk, 4 * kTestChunk, kTestChunk, kSector};
 };
+
+// The stats' counters (counters.hpp) of a coalescing, reading-ahead file: chunks written out,
+// read requests served from read-ahead or not, open dbopt files. Each test runs in a process
+// of its own, but other tests of this one may count too: differences.
+TEST_F(DirectFileTest, CountersFollowCoalescingAndReadAhead) {
+    Counters& c = counters();
+    const uint64_t open_before = c.open_dbopt_files.get();
+    const uint64_t chunks_before = c.chunks_written.get();
+    const uint64_t hits_before = c.read_ahead_hits.get(), misses_before = c.read_ahead_misses.get();
+    {
+        auto f = open(a, true);
+        EXPECT_EQ(c.open_dbopt_files.get(), open_before + 1);
+        const std::string data = pattern(8 * kTestChunk, 3);
+        for (size_t off = 0; off < data.size(); off += kPage)
+            ASSERT_EQ(write(*f, data.substr(off, kPage), off), static_cast<ssize_t>(kPage));
+        ASSERT_EQ(f->flush(), 0);
+        EXPECT_EQ(c.chunks_written.get() - chunks_before, 8u);
+        for (size_t off = 0; off < data.size(); off += kPage)
+            ASSERT_EQ(read(*f, off, kPage), data.substr(off, kPage));
+        const uint64_t hits = c.read_ahead_hits.get() - hits_before;
+        const uint64_t misses = c.read_ahead_misses.get() - misses_before;
+        EXPECT_EQ(hits + misses, data.size() / kPage) << "each read counted once";
+        EXPECT_LE(misses, 1u) << "a sequential read misses at its start only";
+    }
+    EXPECT_EQ(c.open_dbopt_files.get(), open_before);
+}
 
 TEST_F(DirectFileTest, StrictWritesAndReadsWithUnalignedHeadsAndTailsMatchAString) {
     MemoryBackingIo* io = nullptr;

@@ -1,0 +1,35 @@
+#pragma once
+// What a mount does, for the people who run it: the options in force, the direct-I/O alignment
+// of each backing device, and the counters (counters.hpp) with the mount's memory and page-cache
+// figures. Three forms of the same data:
+//   - JSON, the value of the extended attribute user.diofs.stats of the mount's root
+//     (`getfattr -n user.diofs.stats --only-values MOUNTPOINT`; read-only, not listed);
+//   - a table, printed by `diofs stats MOUNTPOINT` (`--json`: the JSON as it came);
+//   - one log line of key=value pairs, on SIGUSR1 ("stats: inodes=12 read.bytes=...").
+// docs/stats.md says what each figure means.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace diofs {
+
+class Filesystem;
+
+inline constexpr const char* kStatsXattr = "user.diofs.stats";
+
+// The mount's stats as one line of JSON.
+std::string stats_json(Filesystem& fs);
+
+// The same as a log line: every value of `json` as path=value ("pool.in_use=0"), in order.
+std::string stats_log_line(std::string_view json);
+
+// The same as a table for a person. Throws std::invalid_argument when `json` is not the stats
+// of a mount.
+std::string stats_table(std::string_view json);
+
+// `diofs stats MOUNTPOINT [--json]` (args without the program's name and "stats"): the exit
+// status; messages go to stderr.
+int stats_command(const std::vector<std::string>& args);
+
+}  // namespace diofs
