@@ -1,6 +1,7 @@
 #include "diofs/daemon.hpp"
 
 #include "diofs/caller_credentials.hpp"
+#include "diofs/daemon_lock.hpp"
 #include "diofs/filesystem.hpp"
 #include "diofs/logging.hpp"
 #include "diofs/operations.hpp"
@@ -288,6 +289,8 @@ int run_daemon(const Options& given) {
     }
     if (!check_outside_source(options, root_st))
         return 1;
+    // Declared before the filesystem, so let go after every backing descriptor is closed.
+    std::optional<DaemonLock> unmount_lock;
     Filesystem fs(options, std::move(*root_fd), root_st);
     fuse_lowlevel_ops ops = make_operations();
 
@@ -323,6 +326,7 @@ int run_daemon(const Options& given) {
         return 1;
     }
     fs.set_own_device(*own_device);
+    unmount_lock = DaemonLock::take(*own_device);
     if (const KernelPages* pages = fs.kernel_pages())
         set_kernel_read_ahead(*own_device, pages->read_ahead());
     if (!options.foreground) {
@@ -330,6 +334,8 @@ int run_daemon(const Options& given) {
         // The parent exits 0 once the child runs; the mount already exists by then, so
         // mount(8) returns only when the filesystem is usable.
         fuse_daemonize(0);
+        if (unmount_lock)
+            unmount_lock->record_pid();
     }
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");

@@ -1,6 +1,7 @@
 # Sourced by mount_helpers/setup.sh and tests/run.sh: installs the Debian packages diofs needs to
 # build, run and test that are not installed yet (nothing is installed twice, nothing upgraded).
-diofs_packages="cmake make g++ pkg-config libfuse3-dev fuse3 libspdlog-dev libgtest-dev
+# dpkg-dev and file: cpack -G DEB finds the package's dependencies with dpkg-shlibdeps.
+diofs_packages="cmake make g++ pkg-config libfuse3-dev fuse3 libspdlog-dev libgtest-dev dpkg-dev file
     nlohmann-json3-dev
     python3 gzip tar zstd util-linux passwd procps psmisc attr xfsprogs e2fsprogs"
 # Only for the cluster tests (tests/cluster): a GlusterFS volume and its clients on this machine.

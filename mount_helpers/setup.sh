@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, installs diofs (/usr/local/bin/diofs and the mount(8)
-# helper /sbin/mount.fuse.diofs) and mounts:
+# Installs what is missing, builds, installs diofs (/usr/local/bin/diofs, the mount(8) and
+# umount(8) helpers /sbin/mount.fuse.diofs and /sbin/umount.fuse.diofs) and mounts:
 #
 #     mount_helpers/setup.sh                          # demo: /srv/diofs-demo on /mnt/diofs-demo, dbopt,nosuid,nodev
 #     mount_helpers/setup.sh SOURCE MOUNTPOINT [OPTIONS]

@@ -518,6 +518,40 @@ EOF
     fi
 }
 
+# require_tools TOOL...: skip unless every TOOL is on PATH.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || skip "$tool is not installed"
+    done
+}
+
+# require_installed HELPER...: the installed diofs (`cmake --install build`) and the mount
+# helpers that mount(8) and umount(8) find only in /sbin, which run the installed diofs, not
+# $DIOFS_BINARY: skip without them, warn when the installed diofs is not $DIOFS_BINARY.
+require_installed() {
+    local installed helper
+    installed=$(command -v diofs || true)
+    [[ -n "$installed" ]] || skip "diofs is not installed: run cmake --install build"
+    for helper in "$@"; do
+        [[ -x "$helper" ]] || skip "$helper is not installed: run cmake --install build"
+    done
+    if ! cmp -s "$installed" "$DIOFS_BINARY"; then
+        note "warning: $installed differs from $DIOFS_BINARY: testing the installed one (run cmake --install build)"
+    fi
+}
+
+# the_daemon MOUNTPOINT: the PID of the one diofs serving MOUNTPOINT, in DAEMON_PID (tracked
+# for cleanup). For mounts made through mount(8), whose daemon the test did not start itself.
+the_daemon() {
+    local pids
+    mapfile -t pids < <(daemon_pids_with_arg "$1")
+    assert_eq 1 "${#pids[@]}" "number of diofs daemons serving $1 (pids: ${pids[*]:-none})"
+    track_pid "${pids[0]}"
+    # shellcheck disable=SC2034  # for the test that sourced this file
+    DAEMON_PID=${pids[0]}
+}
+
 # no_mount_left WHAT: nothing at all is mounted under our temporary directory, except on the
 # mount points the test lists in E2E_KEPT_MOUNTS (mounts it keeps there on purpose).
 E2E_KEPT_MOUNTS=()

@@ -9,31 +9,13 @@ E2E_TIMEOUT=${E2E_TIMEOUT:-45}
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
-helper=/sbin/mount.fuse.diofs
-installed=$(command -v diofs || true)
-if [[ -z "$installed" || ! -x "$helper" ]]; then
-    skip "diofs is not installed: run cmake --install build"
-fi
-for tool in mount umount findmnt unshare timeout; do
-    command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-if ! cmp -s "$installed" "$DIOFS_BINARY"; then
-    note "warning: $installed differs from $DIOFS_BINARY: testing the installed one (run cmake --install build)"
-fi
+require_installed /sbin/mount.fuse.diofs
+require_tools mount umount findmnt unshare timeout
 
 src=$E2E_TMP/backing
 mnt=$E2E_TMP/mnt
 mkdir "$src" "$mnt"
 echo "from the backing directory" >"$src/hello"
-
-# the_daemon MOUNTPOINT: the PID of the one diofs serving MOUNTPOINT (tracked for cleanup).
-the_daemon() {
-    local pids
-    mapfile -t pids < <(daemon_pids_with_arg "$1")
-    assert_eq 1 "${#pids[@]}" "number of diofs daemons serving $1 (pids: ${pids[*]:-none})"
-    track_pid "${pids[0]}"
-    DAEMON_PID=${pids[0]}
-}
 
 # passes_through MOUNTPOINT SOURCE: files cross in both directions.
 passes_through() {

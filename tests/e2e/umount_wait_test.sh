@@ -1,0 +1,132 @@
+#!/bin/bash
+# umount returns once the daemon has let go of the backing directory (umount.fuse.diofs, and
+# the lock each daemon holds in /run/diofs while it lives): `umount MNT && umount BACKING`, with
+# BACKING a loop-device ext4 under the mount's source, succeeds 50 times in a row; without the
+# helper (`umount -i`) the same is only counted, as information: it is a race. Also: a mount
+# whose daemon was killed (-9) unmounts at once; `umount -l` returns without waiting; `umount -f`
+# of a stopped daemon gives up after DIOFS_UMOUNT_WAIT seconds with a warning, and succeeds;
+# the lock file and mount(8)'s utab entry are gone after each unmount.
+# Needs `cmake --install build`: mount(8) and umount(8) find only /sbin's helpers, which run
+# the installed diofs, not $DIOFS_BINARY.
+
+E2E_TIMEOUT=${E2E_TIMEOUT:-330}
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+
+require_installed /sbin/mount.fuse.diofs /sbin/umount.fuse.diofs
+require_tools mkfs.ext4 flock findmnt
+
+backing=$E2E_TMP/backing
+mnt=$E2E_TMP/mnt
+mkdir "$mnt"
+e2e_loop_fs ext4 "$backing" 256
+loop=$E2E_LOOP
+mkdir "$backing/src"
+# Every file the kernel has looked up holds a descriptor in the daemon, which it closes when its
+# mount is gone: 2000 of them widen the moment in which the backing is still busy.
+mkdir "$backing/src/many"
+(cd "$backing/src/many" && seq 2000 | xargs touch)
+
+# mount_diofs: mount the backing's src on $mnt through mount(8), and set DEVICE (MAJOR:MINOR
+# of the mount), LOCK (its lock file) and DAEMON_PID.
+mount_diofs() {
+    track_mount "$mnt"
+    mount -t fuse.diofs "$backing/src" "$mnt" -o dbopt || fail "mount -t fuse.diofs failed"
+    DEVICE=$(M=$(e2e_mountinfo_escape "$mnt") awk '$5 == ENVIRON["M"] { d = $3 } END { print d }' \
+        /proc/self/mountinfo)
+    LOCK=/run/diofs/$DEVICE.lock
+    the_daemon "$mnt"
+}
+
+# use_it ROUND: write a file through the mount, and look up 2000 more.
+use_it() {
+    dd if=/dev/urandom of="$mnt/file$1" bs=64K count=40 status=none conv=fsync ||
+        fail "dd through the mount failed (round $1)"
+    ls -l "$mnt/many" >/dev/null || fail "ls -l through the mount failed (round $1)"
+}
+
+# mount_backing: mount the loop device on $backing again.
+mount_backing() { mount -t ext4 "$loop" "$backing" || fail "mount $loop $backing failed"; }
+
+utab_mentions() { [[ -s /run/mount/utab ]] && grep -Fq -- "TARGET=$mnt " /run/mount/utab; }
+
+# --- the lock and the utab entry -----------------------------------------------------------
+mount_diofs
+[[ -f "$LOCK" ]] || fail "no lock file $LOCK for the mount ($DEVICE)"
+assert_eq "$DAEMON_PID" "$(cat "$LOCK")" "the PID in $LOCK"
+flock -n -s "$LOCK" true && fail "$LOCK is not locked while the daemon runs"
+utab_mentions || fail "mount(8) left no utab entry for $mnt (umount would not call its helper)"
+assert_contains "$(grep -F -- "TARGET=$mnt " /run/mount/utab)" "uhelper=fuse.diofs" "utab entry"
+ok "the daemon holds $LOCK with its PID; utab names the umount helper"
+umount "$mnt" || fail "umount $mnt failed"
+pid_gone "$DAEMON_PID" || fail "the daemon (pid $DAEMON_PID) still runs when umount returned"
+[[ ! -e "$LOCK" ]] || fail "$LOCK is still there after the daemon exited"
+utab_mentions && fail "the utab entry for $mnt is still there after umount"
+ok "umount returned after the daemon exited; lock file and utab entry are gone"
+
+# --- umount MNT && umount BACKING, 50 times --------------------------------------------------
+for ((i = 1; i <= 50; i++)); do
+    mount_diofs
+    use_it "$i"
+    if ! umount "$mnt"; then
+        fail "round $i: umount $mnt failed"
+    fi
+    if ! umount "$backing"; then
+        fail "round $i: umount $backing failed right after umount $mnt (the daemon had not let go?)"
+    fi
+    pid_gone "$DAEMON_PID" || fail "round $i: the daemon still runs after both unmounts"
+    mount_backing
+done
+ok "umount MNT && umount BACKING: 50 of 50 succeeded"
+
+# --- the same without the helper: information only -----------------------------------------
+busy=0
+for ((i = 1; i <= 20; i++)); do
+    mount_diofs
+    use_it "$i"
+    umount -i "$mnt" || fail "umount -i $mnt failed"
+    if ! umount "$backing" 2>/dev/null; then
+        busy=$((busy + 1))
+        wait_until 10 pid_gone "$DAEMON_PID" || fail "the daemon still runs 10 s after umount -i"
+        umount "$backing" || fail "umount $backing failed after the daemon exited"
+    fi
+    wait_until 10 pid_gone "$DAEMON_PID" || fail "the daemon still runs 10 s after umount -i"
+    mount_backing
+done
+note "information: without the helper (umount -i), umount BACKING found it busy $busy times of 20"
+
+# --- a dead daemon ---------------------------------------------------------------------------
+mount_diofs
+kill -KILL "$DAEMON_PID"
+wait_until 5 pid_gone "$DAEMON_PID" || fail "the daemon survives SIGKILL"
+start=$SECONDS
+timeout 20 umount "$mnt" || fail "umount of a mount whose daemon was killed failed"
+((SECONDS - start <= 2)) || fail "umount of a mount whose daemon was killed took $((SECONDS - start)) s"
+not_mounted "$mnt" || fail "$mnt is still mounted"
+umount "$backing" || fail "umount $backing failed after the dead mount's umount"
+mount_backing
+ok "a mount whose daemon was killed unmounts at once (the lock went with the process)"
+
+# --- umount -l ---------------------------------------------------------------------------------
+mount_diofs
+exec {held}<"$mnt/file1"  # keeps the mount in use: the lazy unmount must not wait for it
+start=$SECONDS
+umount -l "$mnt" || fail "umount -l $mnt failed"
+((SECONDS - start <= 2)) || fail "umount -l took $((SECONDS - start)) s"
+not_mounted "$mnt" || fail "$mnt is still mounted after umount -l"
+pid_alive "$DAEMON_PID" || fail "the daemon ended while its lazily detached mount is in use"
+exec {held}<&-
+wait_until 10 pid_gone "$DAEMON_PID" || fail "the daemon still runs 10 s after the last user left"
+ok "umount -l returns at once; the daemon ends when the last user is gone"
+
+# --- a stopped daemon: the wait is bounded -----------------------------------------------------
+mount_diofs
+kill -STOP "$DAEMON_PID"
+start=$SECONDS
+err=$(DIOFS_UMOUNT_WAIT=2 timeout 30 umount -f "$mnt" 2>&1) || fail "umount -f of a stopped daemon failed: $err"
+kill -CONT "$DAEMON_PID"
+((SECONDS - start <= 6)) || fail "umount -f of a stopped daemon took $((SECONDS - start)) s"
+assert_contains "$err" "has not exited after 2 s" "umount's warning about the stopped daemon"
+not_mounted "$mnt" || fail "$mnt is still mounted after umount -f"
+wait_until 10 pid_gone "$DAEMON_PID" || fail "the daemon still runs 10 s after SIGCONT"
+ok "a stopped daemon: umount -f warns after DIOFS_UMOUNT_WAIT and succeeds ($err)"
