@@ -68,6 +68,15 @@ void init(void* userdata, fuse_conn_info* conn) {
     // (private mappings, such as running a program, always work).
     want_if_offered(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP);
 #endif
+#if FUSE_MINOR_VERSION >= 18
+    if (fs.options().io_uring) {
+        if (conn->capable_ext & FUSE_CAP_OVER_IO_URING)
+            spdlog::info("io_uring: requests come over io_uring, one ring per CPU");
+        else
+            spdlog::warn("io_uring: the kernel does not offer it (the fuse module's "
+                         "enable_uring): requests go through /dev/fuse");
+    }
+#endif
     // Request data arrives in memory, not through a pipe: one path for every write.
     decline(conn, FUSE_CAP_SPLICE_READ);
     // The kernel's window of a file being read (kernel_pages.hpp): every drop also marks the
