@@ -188,6 +188,26 @@ void set_kernel_read_ahead(dev_t mount_device, uint64_t bytes) {
     spdlog::debug("{}: {}", path, want);
 }
 
+// With -o io_uring: the kernel offers FUSE over io_uring only while the fuse module's
+// enable_uring is set (off by default in 6.18), and libfuse then quietly stays on /dev/fuse.
+// The option only makes requests cheaper, so a mount (an fstab line at boot) does not fail for
+// it: the log says why the mount runs without it and how to turn it on.
+void check_kernel_io_uring() {
+    constexpr const char* parameter = "/sys/module/fuse/parameters/enable_uring";
+    char value[8] = {};
+    UniqueFd in(::open(parameter, O_RDONLY | O_CLOEXEC));
+    if (!in || ::read(in.get(), value, sizeof value - 1) <= 0) {
+        spdlog::warn("io_uring: this kernel has no {} ({}): requests go through /dev/fuse",
+                     parameter, std::strerror(errno));
+        return;
+    }
+    if (value[0] != 'Y' && value[0] != '1')
+        spdlog::warn("io_uring: the kernel's fuse module has it turned off ({} is {}): "
+                     "requests go through /dev/fuse (echo 1 > {} turns it on for the mounts "
+                     "made after)",
+                     parameter, value[0], parameter);
+}
+
 // The device of the mount just made on `mountpoint`, which was on `before` until then. Asked
 // without a request to the mount: the session loop does not run yet, and a request now would
 // wait for it for ever.
@@ -289,6 +309,8 @@ int run_daemon(const Options& given) {
     }
     if (!check_outside_source(options, root_st))
         return 1;
+    if (options.io_uring)
+        check_kernel_io_uring();
     // Declared before the filesystem, so let go after every backing descriptor is closed.
     std::optional<DaemonLock> unmount_lock;
     Filesystem fs(options, std::move(*root_fd), root_st);

@@ -2,6 +2,8 @@
 
 #include "diofs/dio_alignment.hpp"
 
+#include <fuse_lowlevel.h>  // FUSE_MINOR_VERSION
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -156,6 +158,21 @@ const std::vector<OptionSpec>& option_specs() {
              count_option(&Options::max_threads, "max_threads", 1, 256)},
             {"clone_fd", false, "a /dev/fuse descriptor of its own for each worker thread",
              flag(&Options::clone_fd)},
+            {"io_uring", false,
+             "requests over io_uring (libfuse 3.18; the fuse module's enable_uring must be 1)",
+             [](Options& o, std::string_view) -> std::optional<std::string> {
+#if FUSE_MINOR_VERSION >= 18
+                 o.io_uring = true;
+                 return std::nullopt;
+#else
+                 (void)o;
+                 return "io_uring: this diofs is built with libfuse " +
+                        std::to_string(FUSE_MAJOR_VERSION) + "." +
+                        std::to_string(FUSE_MINOR_VERSION) +
+                        ", which has no FUSE over io_uring (it came with 3.18; the README says "
+                        "how to build against it)";
+#endif
+             }},
             {"allow_other", false, "let every user use the mount (default when run as root)",
              [](Options& o, std::string_view) -> std::optional<std::string> {
                  o.allow_other = true;
@@ -408,6 +425,8 @@ std::vector<std::string> fuse_arguments(const Options& options, bool daemon_is_r
         o += ",allow_other";
     if (options.auto_unmount)
         o += ",auto_unmount";
+    if (options.io_uring)
+        o += ",io_uring";  // libfuse's own option (3.18), taken by fuse_session_new
     for (const auto& f : options.mount_flags)
         o += "," + f;
     std::vector<std::string> args = {"diofs", "-o", o};

@@ -38,6 +38,7 @@ Json options_json(const Options& o, const KernelPages* pages) {
     j["attr_timeout"] = o.attr_timeout;
     j["max_threads"] = o.max_threads;
     j["clone_fd"] = o.clone_fd;
+    j["io_uring"] = o.io_uring;
     j["log_level"] = spdlog::level::to_string_view(o.log_level).data();
     j["mount_flags"] = o.mount_flags;
     return j;

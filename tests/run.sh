@@ -7,8 +7,12 @@
 # ThreadSanitizer (build-tsan/: the unit tests and the mount tests labelled mount-threads).
 # Needs root for the real mounts; with CI=true a mount test that cannot run fails instead of
 # skipping. DIOFS_SANITIZERS=0 skips the sanitizer builds, except under CI=true. Extra
-# arguments go to every ctest run (tests/run.sh -R Streaming). Each part says how long it
-# took; the exit status is not 0 when any part failed.
+# arguments go to every ctest run (tests/run.sh -R Streaming). Last, the same code built
+# against libfuse 3.18.3 (mount_helpers/build-libfuse.sh, in build-fuse318/, built beside the
+# first tests after the sanitizer trees) and its whole suite but the cluster tests and
+# mount_command (below); DIOFS_LIBFUSE318=0 skips it, except under CI=true, and
+# DIOFS_LIBFUSE318_PREFIX says where libfuse goes (default /opt/diofs-libfuse-3.18.3, kept for
+# the next run). Each part says how long it took; the exit status is not 0 when any part failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../mount_helpers/install-deps.sh
@@ -42,11 +46,14 @@ summary() {
 
 # build_tree DIR SANITIZERS [TARGET...]: configures DIR with DIOFS_SANITIZE=SANITIZERS and builds
 # the targets (all without any).
+# With tree_libfuse_prefix set (tree_libfuse_prefix=DIR build_tree ...): against the libfuse3
+# installed in DIR.
 build_tree() {
     local dir=$1 sanitize=$2
     shift 2
     cmake -S "$repo" -B "$dir" -DDIOFS_WERROR=ON -DDIOFS_BUILD_TESTS=ON \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIOFS_SANITIZE="$sanitize" >/dev/null &&
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIOFS_SANITIZE="$sanitize" \
+        -DDIOFS_LIBFUSE_PREFIX="${tree_libfuse_prefix:-}" >/dev/null &&
         cmake --build "$dir" -j"$(nproc)" ${1:+--target "$@"}
 }
 
@@ -57,15 +64,23 @@ run_tests() {
     (cd "$dir" && ctest --output-on-failure --timeout 900 "$@")
 }
 
-# Both sanitizer trees, one after the other, at a lower priority than the tests running
-# meanwhile. What timed() notes goes to RESULT: the times on the first line, the failures on the
-# second. Only what the TSan run needs is built there.
+# Both sanitizer trees, one after the other, then (with $libfuse318) libfuse 3.18.3 and the
+# tree built against it, at a lower priority than the tests running meanwhile. What timed()
+# notes goes to RESULT: the times on the first line, the failures on the second. Only what the
+# TSan run needs is built there.
 build_sanitized() {
     local result=$1
     renice -n 10 -p "$BASHPID" >/dev/null
     times="" failed=""
-    timed asan-build build_tree "$build-asan" address,undefined
-    timed tsan-build build_tree "$build-tsan" thread diofs_unit_tests diofs_mount_threads_tests
+    if $sanitizers; then
+        timed asan-build build_tree "$build-asan" address,undefined
+        timed tsan-build build_tree "$build-tsan" thread diofs_unit_tests diofs_mount_threads_tests
+    fi
+    if $libfuse318; then
+        timed libfuse-3.18-build "$repo/mount_helpers/build-libfuse.sh" "$libfuse318_prefix"
+        [ "$status" = 0 ] &&
+            tree_libfuse_prefix=$libfuse318_prefix timed fuse318-build build_tree "$build-fuse318" ""
+    fi
     printf '%s\n%s\n' "$times" "$failed" >"$result"
 }
 
@@ -80,19 +95,26 @@ else
     echo "tests/run.sh: not root: diofs is not installed, the mount tests will skip"
 fi
 
-sanitizers=true
-if [ "${DIOFS_SANITIZERS:-1}" = 0 ]; then
+# wanted VARIABLE PART: true unless VARIABLE is 0 in the environment; CI=true runs every part.
+wanted() {
+    [ "${!1:-1}" != 0 ] && return 0
     if [ "${CI:-}" = true ]; then
-        echo "tests/run.sh: CI=true: the sanitizer builds run in spite of DIOFS_SANITIZERS=0"
-    else
-        echo "tests/run.sh: DIOFS_SANITIZERS=0: no sanitizer builds"
-        sanitizers=false
+        echo "tests/run.sh: CI=true: the $2 in spite of $1=0"
+        return 0
     fi
-fi
-# The sanitizer builds run beside the first tests, at a lower priority (build_sanitized).
+    echo "tests/run.sh: $1=0: no $2"
+    return 1
+}
+sanitizers=true
+wanted DIOFS_SANITIZERS "sanitizer builds" || sanitizers=false
+libfuse318=true
+wanted DIOFS_LIBFUSE318 "libfuse 3.18 build and tests" || libfuse318=false
+libfuse318_prefix=${DIOFS_LIBFUSE318_PREFIX:-/opt/diofs-libfuse-3.18.3}
+# The sanitizer and libfuse 3.18 builds run beside the first tests, at a lower priority
+# (build_sanitized).
 built_result=$build/sanitizer-builds.result
 built_log=$build/sanitizer-builds.log
-if $sanitizers; then
+if $sanitizers || $libfuse318; then
     rm -f "$built_result"
     build_sanitized "$built_result" >"$built_log" 2>&1 &
     sanitized_builds=$!
@@ -100,11 +122,11 @@ fi
 # Two at a time: a test and its daemon mostly wait on each other and on the disk. The tests that
 # need the page cache to themselves run alone (RUN_SERIAL) or one at a time (RESOURCE_LOCK).
 timed tests run_tests "$build" -j"$(nproc)" "$@"
-$sanitizers || summary
+$sanitizers || $libfuse318 || summary
 
 waiting=$SECONDS
 wait "$sanitized_builds" || true
-built_times="sanitizer builds" built_failed="asan-build, tsan-build"
+built_times="sanitizer builds" built_failed="asan-build, tsan-build, fuse318-build"
 if [ -f "$built_result" ]; then
     { read -r built_times && read -r built_failed; } <"$built_result" || true
 fi
@@ -119,12 +141,26 @@ fi
 # 4096-byte alignment are left out here (they drive the same code as the plain-directory runs
 # kept, which include a 4096-byte alignment; about 2 minutes, to keep the suite under 30).
 asan_skipped='DbOptDifferential\.((Strict|Coalescing)(Xfs|Ext4)On4KSectorLoopDevice|StrictPlainDirectoryWithDioAlign4096|RamfsFallback)$'
-case "$built_failed" in
-*asan-build*) ;;
-*) timed asan-tests run_tests "$build-asan" -j"$(nproc)" -L 'unit|mount' -E "$asan_skipped" "$@" ;;
-esac
-case "$built_failed" in
-*tsan-build*) ;;
-*) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
-esac
+if $sanitizers; then
+    case "$built_failed" in
+    *asan-build*) ;;
+    *) timed asan-tests run_tests "$build-asan" -j"$(nproc)" -L 'unit|mount' -E "$asan_skipped" "$@" ;;
+    esac
+    case "$built_failed" in
+    *tsan-build*) ;;
+    *) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
+    esac
+fi
+# Against libfuse 3.18: every test of that tree but two kinds. e2e.mount_command tests the
+# *installed* diofs through mount(8) and /sbin/mount.fuse.diofs, which is the 3.14 build above:
+# run here it would test that one again (the mount helper is the same script for both). The
+# cluster tests (GlusterFS, about 3 minutes) use the same requests as the mount tests, over a
+# backing that is not a local disk; nothing in them depends on libfuse's version.
+if $libfuse318; then
+    case "$built_failed" in
+    *libfuse-3.18-build* | *fuse318-build*) ;;
+    *) timed fuse318-tests run_tests "$build-fuse318" -j"$(nproc)" -LE cluster \
+        -E '^e2e\.mount_command$' "$@" ;;
+    esac
+fi
 summary

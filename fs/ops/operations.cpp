@@ -16,33 +16,69 @@ void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
 
 namespace {
 
+// Asking the kernel for a capability, and declining one. libfuse 3.17 made the flags 64 bits
+// wide (want_ext, capable_ext, set through fuse_set_feature_flag, which asks only for what the
+// kernel offers); 3.14 has the 32-bit want and capable.
+bool want_if_offered(fuse_conn_info* conn, uint64_t cap) {
+#if FUSE_MINOR_VERSION >= 17
+    return fuse_set_feature_flag(conn, cap);
+#else
+    if (!(conn->capable & cap))
+        return false;
+    conn->want |= static_cast<unsigned>(cap);
+    return true;
+#endif
+}
+
+void decline(fuse_conn_info* conn, uint64_t cap) {
+#if FUSE_MINOR_VERSION >= 17
+    fuse_unset_feature_flag(conn, cap);
+#else
+    conn->want &= ~static_cast<unsigned>(cap);
+#endif
+}
+
 void init(void* userdata, fuse_conn_info* conn) {
     auto& fs = *static_cast<Filesystem*>(userdata);
-    // The backing filesystem clears setuid/setgid bits itself, because every write, truncate
-    // and chown runs with the caller's credentials (see caller_credentials.hpp), so the kernel
-    // need not send its own mode change. libfuse 3.14 does not pass this flag on to the
-    // kernel, though: setattr() recognises the kernel's mode change and applies it.
-    if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
-        conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
+    // The backing filesystem clears setuid/setgid bits itself, because every write, truncate,
+    // O_TRUNC open and chown runs with the caller's credentials (see caller_credentials.hpp),
+    // exactly when it would for that caller natively, so the kernel need not send a mode change
+    // of its own. libfuse 3.14 does not pass this flag on to the kernel, though: setattr()
+    // recognises the kernel's mode change and applies it. libfuse 3.18 passes it on, and
+    // KILLPRIV_V2 too, which tells the daemon on each write, truncate and open when the kernel
+    // would clear the bits (fi->kill_suidgid, FUSE_SET_ATTR_KILL_SUIDGID): nothing to do for
+    // the daemon either, as its backing call already clears them. With V2 the kernel also
+    // marks the mount SB_NOSEC, so a write through the page cache no longer asks for
+    // security.capability first (docs/design.md, "libfuse 3.18").
+    want_if_offered(conn, FUSE_CAP_HANDLE_KILLPRIV);
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+    want_if_offered(conn, FUSE_CAP_HANDLE_KILLPRIV_V2);
+#endif
     // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
-    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    want_if_offered(conn, FUSE_CAP_ATOMIC_O_TRUNC);
     // POSIX ACLs: the kernel enforces them (reading them through getxattr) as the backing
     // filesystem would, and sends modes of new files unmasked, with the caller's umask beside
     // them, so that the backing filesystem can let a default ACL take the umask's place (see
     // CallerUmask).
-    if (conn->capable & FUSE_CAP_POSIX_ACL)
-        conn->want |= FUSE_CAP_POSIX_ACL;
-    if (conn->capable & FUSE_CAP_DONT_MASK)
-        conn->want |= FUSE_CAP_DONT_MASK;
+    want_if_offered(conn, FUSE_CAP_POSIX_ACL);
+    want_if_offered(conn, FUSE_CAP_DONT_MASK);
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
-    // libfuse 3.16+: shared mappings of dbopt (FOPEN_DIRECT_IO) files work too. With 3.14
-    // they fail with ENODEV (private mappings, such as running a program, always work).
-    if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
-        conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+    // libfuse 3.16+ (and Linux 6.6+): shared mappings of dbopt (FOPEN_DIRECT_IO) files work
+    // too, through the kernel's page cache of the FUSE file. With 3.14 they fail with ENODEV
+    // (private mappings, such as running a program, always work).
+    want_if_offered(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP);
+#endif
+#if FUSE_MINOR_VERSION >= 18
+    if (fs.options().io_uring) {
+        if (conn->capable_ext & FUSE_CAP_OVER_IO_URING)
+            spdlog::info("io_uring: requests come over io_uring, one ring per CPU");
+        else
+            spdlog::warn("io_uring: the kernel does not offer it (the fuse module's "
+                         "enable_uring): requests go through /dev/fuse");
+    }
 #endif
     // Request data arrives in memory, not through a pipe: one path for every write.
-    conn->want &= ~FUSE_CAP_SPLICE_READ;
+    decline(conn, FUSE_CAP_SPLICE_READ);
     // The kernel's window of a file being read (kernel_pages.hpp): every drop also marks the
     // inode's attributes stale, and with auto_inval_data every read() after it would first
     // ask for them (a GETATTR per read request: half the requests of a sequential read). What
@@ -52,7 +88,7 @@ void init(void* userdata, fuse_conn_info* conn) {
     // The kernel's read-ahead, sized to the window: the kernel takes the smaller of this and its
     // bdi's read_ahead_kb, which the daemon set before the session started (daemon.cpp).
     if (KernelPages* pages = fs.kernel_pages()) {
-        conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+        decline(conn, FUSE_CAP_AUTO_INVAL_DATA);
         conn->max_readahead = static_cast<unsigned>(pages->read_ahead());
     }
     conn->time_gran = 1;

@@ -71,6 +71,9 @@ struct Options {
     // Worker threads at most; 0: the number of CPUs, at least 2 (see daemon.cpp).
     unsigned max_threads = kDefaultMaxThreads;
     bool clone_fd = false;                      // one /dev/fuse descriptor per worker
+    // Requests over io_uring instead of read()/write() on /dev/fuse (libfuse 3.18 and a kernel
+    // whose fuse module has enable_uring set): one ring per CPU, served by threads of libfuse's.
+    bool io_uring = false;
 
     // Who may use the mount besides the user who mounted it. Unset means "decide from who
     // runs the daemon": a root daemon serves every user (permissions are still checked).

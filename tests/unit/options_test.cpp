@@ -1,5 +1,6 @@
 #include "diofs/options.hpp"
 
+#include <fuse_lowlevel.h>  // FUSE_MINOR_VERSION: what this build of diofs can do
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -366,6 +367,25 @@ std::string fuse_o(const Options& o, bool root) {
     EXPECT_GE(args.size(), 3u);
     EXPECT_EQ(args[1], "-o");
     return args[2];
+}
+
+// io_uring is libfuse's own session option (3.18): handed on to it; a build with an older
+// libfuse refuses it by name, saying which libfuse it has.
+TEST(FuseArguments, IoUringAsTheLibfuseAllows) {
+    auto r = parse({"/b", "/m", "-o", "dbopt,io_uring"});
+#if FUSE_MINOR_VERSION >= 18
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_TRUE(r.options.io_uring);
+    EXPECT_EQ(fuse_o(r.options, false), "subtype=diofs,fsname=/b,default_permissions,io_uring");
+#else
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_TRUE(any_error_mentions(r, "io_uring: this diofs is built with libfuse 3." +
+                                          std::to_string(FUSE_MINOR_VERSION)))
+        << r.errors.front();
+    EXPECT_FALSE(r.options.io_uring);
+#endif
+    EXPECT_FALSE(parse({"/b", "/m"}).options.io_uring);
+    EXPECT_NE(usage_text().find("io_uring"), std::string::npos);
 }
 
 TEST(FuseArguments, AlwaysSubtypeFsnameAndPermissions) {
