@@ -9,8 +9,8 @@
 # skipping. DIOFS_SANITIZERS=0 skips the sanitizer builds, except under CI=true. Extra
 # arguments go to every ctest run (tests/run.sh -R Streaming). Last, the same code built
 # against libfuse 3.18.3 (mount_helpers/build-libfuse.sh, in build-fuse318/, built beside the
-# first tests after the sanitizer trees) and its whole suite but the cluster tests and
-# mount_command (below); DIOFS_LIBFUSE318=0 skips it, except under CI=true, and
+# first tests after the sanitizer trees) and its whole suite but the cluster tests and the
+# tests of the installed build (below); DIOFS_LIBFUSE318=0 skips it, except under CI=true, and
 # DIOFS_LIBFUSE318_PREFIX says where libfuse goes (default /opt/diofs-libfuse-3.18.3, kept for
 # the next run). Each part says how long it took; the exit status is not 0 when any part failed.
 set -euo pipefail
@@ -151,16 +151,18 @@ if $sanitizers; then
     *) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
     esac
 fi
-# Against libfuse 3.18: every test of that tree but two kinds. e2e.mount_command tests the
-# *installed* diofs through mount(8) and /sbin/mount.fuse.diofs, which is the 3.14 build above:
-# run here it would test that one again (the mount helper is the same script for both). The
-# cluster tests (GlusterFS, about 3 minutes) use the same requests as the mount tests, over a
-# backing that is not a local disk; nothing in them depends on libfuse's version.
+# Against libfuse 3.18: every test of that tree but two kinds. e2e.mount_command and
+# e2e.umount_wait test the *installed* diofs through mount(8), umount(8) and the helpers in
+# /sbin, which is the 3.14 build above: run here they would test that one again (the helpers
+# are the same scripts for both); e2e.debian_package packages a build that depends on Debian's
+# libfuse3-3, which this tree's private libfuse is not. The cluster tests (GlusterFS, about 3
+# minutes) use the same requests as the mount tests, over a backing that is not a local disk;
+# nothing in them depends on libfuse's version.
 if $libfuse318; then
     case "$built_failed" in
     *libfuse-3.18-build* | *fuse318-build*) ;;
     *) timed fuse318-tests run_tests "$build-fuse318" -j"$(nproc)" -LE cluster \
-        -E '^e2e\.mount_command$' "$@" ;;
+        -E '^e2e\.(mount_command|umount_wait|debian_package)$' "$@" ;;
     esac
 fi
 summary
