@@ -65,9 +65,10 @@ int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_f
 // own the file: the kernel does that itself on write and truncate, and, because libfuse 3.14
 // does not pass FUSE_HANDLE_KILLPRIV on to it, asks through setattr (with libfuse 3.18 the
 // kernel is told that the daemon handles it, and never asks: see init() in operations.cpp).
-// As the caller that chmod would fail (only the owner may chmod), yet natively it succeeds:
-// it is the kernel's doing, not the caller's. A chmod() that the caller itself makes never looks like this here: with
-// default_permissions the kernel refuses a non-owner's chmod before sending anything.
+// As the caller that chmod would fail (only the owner may chmod), yet natively it succeeds: it
+// is the kernel's doing, not the caller's. A chmod() that the caller itself makes never looks
+// like this here: with default_permissions the kernel refuses a non-owner's chmod before
+// sending anything.
 bool is_kernel_setid_clear(fuse_req_t req, const struct stat& now, const struct stat& attr,
                            int valid) {
     constexpr mode_t setid = S_ISUID | S_ISGID;
