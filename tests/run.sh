@@ -39,6 +39,7 @@ timed() {
 summary() {
     echo "tests/run.sh: $times; $SECONDS s in all"
     if [ -n "$failed" ]; then
+        [ -z "$failed_tests" ] || printf 'tests/run.sh: the tests that failed:%s\n\n' "$failed_tests"
         echo "tests/run.sh: FAILED: $failed"
         exit 1
     fi
@@ -57,11 +58,31 @@ build_tree() {
         cmake --build "$dir" -j"$(nproc)" ${1:+--target "$@"}
 }
 
-# run_tests DIR [CTEST ARGS...]
+# run_tests DIR [CTEST ARGS...]: when a test fails, its name and the end of its output are
+# kept for summary(), which prints them last, where a log cut to its end still shows them.
+failed_tests=""
 run_tests() {
-    local dir=$1
+    local dir=$1 result=0
     shift
-    (cd "$dir" && ctest --output-on-failure --timeout 900 "$@")
+    (cd "$dir" && ctest --output-on-failure --timeout 900 "$@") || result=$?
+    [ "$result" = 0 ] || failed_tests="$failed_tests$(failed_test_ends "$dir")"
+    return "$result"
+}
+
+# failed_test_ends DIR: for each test ctest last noted as failed in DIR, its name and the last
+# 40 lines of its output (from ctest's LastTest.log).
+failed_test_ends() {
+    local dir=$1 name
+    local temporary=$dir/Testing/Temporary
+    [ -f "$temporary/LastTestsFailed.log" ] || return 0
+    while IFS=: read -r _ name; do
+        printf '\n--- %s: %s, the end of its output:\n' "$(basename "$dir")" "$name"
+        awk -v name="$name" '
+            /^[0-9]+\/[0-9]+ Test: / { test = $0; sub(/^[^ ]+ Test: /, "", test); mine = test == name }
+            mine && /^<end of output>$/ { exit }
+            mine && out { print }
+            mine && /^Output:$/ { getline; out = 1 }' "$temporary/LastTest.log" | tail -n 40
+    done <"$temporary/LastTestsFailed.log"
 }
 
 # Both sanitizer trees, one after the other, then (with $libfuse318) libfuse 3.18.3 and the
