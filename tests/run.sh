@@ -64,6 +64,8 @@ failed_tests=""
 run_tests() {
     local dir=$1 result=0
     shift
+    # ctest leaves an earlier run's list when nothing failed: not to be taken for this run's.
+    rm -f "$dir/Testing/Temporary/LastTestsFailed.log"
     (cd "$dir" && ctest --output-on-failure --timeout 900 "$@") || result=$?
     [ "$result" = 0 ] || failed_tests="$failed_tests$(failed_test_ends "$dir")"
     return "$result"
