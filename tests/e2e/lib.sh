@@ -456,7 +456,7 @@ if [[ -z "${DIOFS_BINARY:-}" ]]; then
 fi
 [[ -x "$DIOFS_BINARY" ]] || fail "DIOFS_BINARY=$DIOFS_BINARY is not an executable (build it first)"
 
-E2E_TMP=$(mktemp -d "/tmp/diofs-e2e-$E2E_NAME.XXXXXXXX")
+E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/diofs-e2e-$E2E_NAME.XXXXXXXX")
 # Other users (users_test) must be able to reach the mounts inside.
 chmod 0755 "$E2E_TMP"
 

@@ -260,19 +260,24 @@ inline std::string first_difference(const std::string& got, const std::string& w
 class Ramfs {
 public:
     Ramfs() {
-        char pattern[] = "/tmp/diofs-ramfs-XXXXXX";
-        if (!::mkdtemp(pattern)) {
+        dir_ = make_temporary_directory("ramfs");
+        if (dir_.empty()) {
             error_ = "mkdtemp: " + errno_name(errno);
             return;
         }
-        dir_ = pattern;
+        emergency_ = EmergencyTeardown("ramfs on " + dir_, [this] {
+            teardown();
+            return std::string();
+        });
         if (::mount("ramfs", dir_.c_str(), "ramfs", 0, "mode=0755") != 0) {
             error_ = "mount -t ramfs: " + errno_name(errno);
             return;
         }
         mounted_ = true;
     }
-    ~Ramfs() {
+    ~Ramfs() { teardown(); }
+    void teardown() {
+        emergency_.reset();
         if (mounted_) {
             bool done = false;
             for (int i = 0; i < 100 && !done; ++i) {
@@ -285,9 +290,11 @@ public:
             // A ramfs left mounted holds its memory for ever: detach it at the least.
             if (!done)
                 ::umount2(dir_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+            mounted_ = false;
         }
         if (!dir_.empty())
             ::rmdir(dir_.c_str());
+        dir_.clear();
     }
     Ramfs(const Ramfs&) = delete;
     Ramfs& operator=(const Ramfs&) = delete;
@@ -297,6 +304,7 @@ public:
 private:
     std::string dir_, error_;
     bool mounted_ = false;
+    EmergencyTeardown emergency_;  // teardown(), should the test never get there
 };
 
 // A test that mounts diofs over a backing of its choice. The loop filesystem outlives the

@@ -1,6 +1,7 @@
 #include "loop_device.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -79,7 +80,16 @@ int run_command(const std::vector<std::string>& argv, std::string* output) {
     const std::string program = find_program(argv[0]);
 
     pid_t pid = -1;
-    int rv = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, cargv.data(), environ);
+    // The program takes SIGINT and SIGTERM as usual (this thread blocks them for the emergency
+    // teardown's guard, and a spawned program would inherit that).
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    int rv = ::posix_spawn(&pid, program.c_str(), &actions, &attributes, cargv.data(), environ);
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     ::close(pipefd[1]);
     if (rv != 0) {
@@ -137,11 +147,11 @@ std::string LoopFilesystem::setup() {
         return "setup() called twice";
     if (auto why = loop_unavailable_reason(config_.fstype))
         return *why;
-    char pattern[] = "/tmp/diofs-loop-XXXXXX";
-    if (!::mkdtemp(pattern))
+    dir_ = make_temporary_directory("loop");
+    if (dir_.empty())
         return std::string("mkdtemp: ") + std::strerror(errno);
-    dir_ = pattern;
-    ::chmod(dir_.c_str(), 0755);
+    emergency_ = EmergencyTeardown(config_.fstype + " loop filesystem in " + dir_,
+                                   [this] { return teardown(); });
     image_ = dir_ + "/image";
     mountpoint_ = dir_ + "/fs";
     auto fail = [&](const std::string& why) {
@@ -218,6 +228,7 @@ bool LoopFilesystem::device_is_ours() const {
 }
 
 std::string LoopFilesystem::teardown() {
+    emergency_.reset();
     if (torn_down_ || dir_.empty())
         return "";
     torn_down_ = true;

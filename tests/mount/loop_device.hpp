@@ -58,6 +58,8 @@ private:
     std::string dir_, image_, mountpoint_, device_;
     bool mounted_ = false;
     bool torn_down_ = false;
+    // teardown(), should the test never get there (emergency_teardown.hpp).
+    EmergencyTeardown emergency_;
 };
 
 // Whether loop devices can be made here at all (root, /dev/loop-control, losetup and the mkfs

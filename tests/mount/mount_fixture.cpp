@@ -115,6 +115,16 @@ std::string errno_name(int err) {
     return name ? std::string(name) : "errno " + std::to_string(err);
 }
 
+std::string make_temporary_directory(const std::string& kind) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/diofs-" + kind +
+                          "-XXXXXX";
+    if (!::mkdtemp(pattern.data()))
+        return "";
+    ::chmod(pattern.c_str(), 0755);
+    return pattern;
+}
+
 DiofsMount::DiofsMount(std::vector<std::string> options) : options_(std::move(options)) {}
 
 void DiofsMount::use_directories(std::string backing, std::string ref) {
@@ -132,12 +142,10 @@ std::string DiofsMount::start(std::chrono::milliseconds timeout,
                               const std::function<void()>& on_mounted) {
     if (!dir_.empty())
         return "start() called twice";
-    char pattern[] = "/tmp/diofs-mount-XXXXXX";
-    if (!::mkdtemp(pattern))
+    dir_ = make_temporary_directory("mount");
+    if (dir_.empty())
         return std::string("mkdtemp: ") + std::strerror(errno);
-    dir_ = pattern;
-    // Other users (the permission tests' callers) must be able to reach the three directories.
-    ::chmod(dir_.c_str(), 0755);
+    emergency_ = EmergencyTeardown("diofs mount " + dir_ + "/mnt", [this] { return stop(); });
     backing_ = given_backing_.empty() ? dir_ + "/backing" : given_backing_;
     mnt_ = dir_ + "/mnt";
     ref_ = given_ref_.empty() ? dir_ + "/ref" : given_ref_;
@@ -185,6 +193,9 @@ std::string DiofsMount::start(std::chrono::milliseconds timeout,
         ::prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (::getppid() != parent)
             ::_exit(127);
+        // Out of the test's process group: a Ctrl-C at the terminal reaches the test, whose
+        // teardown unmounts in order (emergency_teardown.hpp), not the daemon behind its back.
+        ::setpgid(0, 0);
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -337,6 +348,7 @@ std::string thread_states(pid_t pid) {
 }  // namespace
 
 std::string DiofsMount::stop() {
+    emergency_.reset();
     if (stopped_ || dir_.empty())
         return "";
     stopped_ = true;
@@ -374,6 +386,7 @@ std::string DiofsMount::stop() {
             note("the daemon did not exit after the unmount: SIGTERM; where its threads were:\n" +
                  thread_states(pid_) + "its log:\n" + log_tail(15));
             ::kill(pid_, SIGTERM);
+            ::kill(pid_, SIGCONT);  // a stopped daemon (a test's SIGSTOP) acts on it only so
             if (!wait_for_exit(std::chrono::seconds(5))) {
                 note("no exit after SIGTERM either: SIGKILL");
                 ::kill(pid_, SIGKILL);

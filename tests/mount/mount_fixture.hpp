@@ -11,6 +11,8 @@
 // Teardown is unconditional (destructor): unmount our own mount point (lazily only as a last
 // resort), reap our own child by its PID (SIGTERM, then SIGKILL), remove the directory.
 
+#include "emergency_teardown.hpp"
+
 #include <gtest/gtest.h>
 
 #include <sys/types.h>
@@ -32,6 +34,12 @@ bool ci_mode();
 
 // The errno's name ("ENOENT"), or its number.
 std::string errno_name(int err);
+
+// A new private directory $TMPDIR/diofs-KIND-XXXXXX (TMPDIR defaults to /tmp; tests/run.sh
+// gives each run a TMPDIR of its own, and looks there for anything a test left behind), mode
+// 0755 so that the permission tests' other users can reach what is inside. "" on failure, with
+// errno set.
+std::string make_temporary_directory(const std::string& kind);
 
 class DiofsMount {
 public:
@@ -107,6 +115,8 @@ private:
     std::string exit_description_;
     bool stopped_ = false;
     bool terminated_ = false;
+    // stop(), should the test never get there (emergency_teardown.hpp).
+    EmergencyTeardown emergency_;
 };
 
 // The accessors of a fixture that holds a DiofsMount (MountTest, DbOptTest): the mount, and
