@@ -13,16 +13,7 @@
 namespace diofs {
 namespace {
 
-using Setter = std::function<std::optional<std::string>(Options&, std::string_view value)>;
-
-// One accepted -o option. `takes_value` says whether it is NAME or NAME=VALUE; `set` checks
-// the value and returns an error message, or nothing when the value is good.
-struct OptionSpec {
-    std::string_view name;
-    bool takes_value;
-    std::string_view help;
-    Setter set;
-};
+using Setter = OptionSetter;
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug", "info", "warn",
                                                        "error", "critical", "off"};
@@ -98,22 +89,35 @@ Setter seconds_option(double Options::*member, std::string_view name, double max
     };
 }
 
+}  // namespace
+
 const std::vector<OptionSpec>& option_specs() {
     static const std::vector<OptionSpec> specs = [] {
         std::vector<OptionSpec> s = {
-            {"dbopt", false, "direct I/O for every regular file (the PolyServe DBOptimized policy)",
+            {"dbopt", "", "off",
+             "direct I/O for every regular file (the PolyServe DBOptimized policy)",
              flag(&Options::dbopt)},
-            {"log_level", true, "trace|debug|info|warn|error|critical|off (default info)",
-             [](Options& o, std::string_view v) -> std::optional<std::string> {
-                 auto it = std::find(kLogLevels.begin(), kLogLevels.end(), v);
-                 if (it == kLogLevels.end())
-                     return "log_level: '" + std::string(v) +
-                            "' is not a level (accepted: trace, debug, info, warn, error, "
-                            "critical, off)";
-                 o.log_level = static_cast<spdlog::level::level_enum>(it - kLogLevels.begin());
-                 return std::nullopt;
-             }},
-            {"dio_align", true, "direct-I/O alignment in bytes, instead of the discovered one",
+            {"strict", "", "off",
+             "dbopt without read-ahead and coalescing: every write on the device when it returns",
+             flag(&Options::strict)},
+            {"readahead", "SIZE", "4M",
+             "dbopt: read-ahead window per open file, 1M to 1G in whole MiB; 0: none",
+             size_option(&Options::read_ahead, "readahead", kMiB, 1024 * kMiB, true)},
+            {"writebehind", "SIZE", "4M",
+             "dbopt: coalesced bytes held per open file, 1M to 1G; 0: none",
+             size_option(&Options::write_behind, "writebehind", kMiB, 1024 * kMiB, true)},
+            {"cache_window", "SIZE", "1M",
+             "dbopt: the kernel's page cache of a file open for reading, per open file, 1M to 64M; "
+             "0: none",
+             size_option(&Options::cache_window, "cache_window", kMiB, 64 * kMiB, true,
+                         64 * 1024)},
+            {"dbopt_mem", "SIZE", "32M",
+             "dbopt: read-ahead and coalescing memory of the mount, 2M to 64G",
+             size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
+            {"io_threads", "N", "4", "dbopt: threads doing read-ahead and writeouts, 1 to 64",
+             count_option(&Options::io_threads, "io_threads", 1, 64)},
+            {"dio_align", "N", "discovered",
+             "direct-I/O alignment in bytes, a power of two from 512 to 1048576",
              [](Options& o, std::string_view v) -> std::optional<std::string> {
                  uint64_t value = 0;
                  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
@@ -128,38 +132,18 @@ const std::vector<OptionSpec>& option_specs() {
                  o.dio_align = static_cast<uint32_t>(value);
                  return std::nullopt;
              }},
-            {"strict", false,
-             "dbopt: every write on the device when it returns, every read from it "
-             "(no read-ahead, no coalescing)",
-             flag(&Options::strict)},
-            {"readahead", true, "dbopt: read-ahead window per open file (default 4M; 0: none)",
-             size_option(&Options::read_ahead, "readahead", kMiB, 1024 * kMiB, true)},
-            {"writebehind", true,
-             "dbopt: coalesced writes held per open file (default 4M; 0: none)",
-             size_option(&Options::write_behind, "writebehind", kMiB, 1024 * kMiB, true)},
-            {"cache_window", true,
-             "dbopt: the kernel's page cache of the mount's files, per open file; the kernel "
-             "reads ahead an eighth of it (default 1M; 0: none, every request to the daemon)",
-             size_option(&Options::cache_window, "cache_window", kMiB, 64 * kMiB, true,
-                         64 * 1024)},
-            {"dbopt_mem", true, "dbopt: read-ahead and coalescing memory of the mount (default 32M)",
-             size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
-            {"io_threads", true, "dbopt: threads for read-ahead and writeouts (default 4)",
-             count_option(&Options::io_threads, "io_threads", 1, 64)},
-            {"entry_timeout", true,
-             "seconds the kernel may trust which file a name is (default 1; 0: asks every "
-             "time, for close-to-open of names on a shared filesystem)",
+            {"entry_timeout", "SECONDS", "1",
+             "how long the kernel may trust which file a name is, 0 to 3600; 0: close-to-open",
              seconds_option(&Options::entry_timeout, "entry_timeout", 3600)},
-            {"attr_timeout", true,
-             "seconds the kernel may trust a file's attributes (default 1; an open asks again "
-             "in any case)",
+            {"attr_timeout", "SECONDS", "1",
+             "how long the kernel may trust a file's attributes, 0 to 3600",
              seconds_option(&Options::attr_timeout, "attr_timeout", 3600)},
-            {"max_threads", true, "FUSE worker threads at most (default: the CPUs, at least 2)",
+            {"max_threads", "N", "one per CPU, at least 2", "FUSE worker threads at most, 1 to 256",
              count_option(&Options::max_threads, "max_threads", 1, 256)},
-            {"clone_fd", false, "a /dev/fuse descriptor of its own for each worker thread",
+            {"clone_fd", "", "off", "a /dev/fuse descriptor of its own for each worker thread",
              flag(&Options::clone_fd)},
-            {"io_uring", false,
-             "requests over io_uring (libfuse 3.18; the fuse module's enable_uring must be 1)",
+            {"io_uring", "", "off",
+             "requests over io_uring: a libfuse 3.18 build, the fuse module's enable_uring 1",
              [](Options& o, std::string_view) -> std::optional<std::string> {
 #if FUSE_MINOR_VERSION >= 18
                  o.io_uring = true;
@@ -173,21 +157,34 @@ const std::vector<OptionSpec>& option_specs() {
                         "how to build against it)";
 #endif
              }},
-            {"allow_other", false, "let every user use the mount (default when run as root)",
+            {"log_level", "LEVEL", "info", "trace, debug, info, warn, error, critical or off",
+             [](Options& o, std::string_view v) -> std::optional<std::string> {
+                 auto it = std::find(kLogLevels.begin(), kLogLevels.end(), v);
+                 if (it == kLogLevels.end())
+                     return "log_level: '" + std::string(v) +
+                            "' is not a level (accepted: trace, debug, info, warn, error, "
+                            "critical, off)";
+                 o.log_level = static_cast<spdlog::level::level_enum>(it - kLogLevels.begin());
+                 return std::nullopt;
+             }},
+            {"allow_other", "", "on as root",
+             "every user may use the mount, permissions still checked",
              [](Options& o, std::string_view) -> std::optional<std::string> {
                  o.allow_other = true;
                  return std::nullopt;
              }},
-            {"noallow_other", false, "only the user who mounted may use the mount",
+            {"noallow_other", "", "off", "only the user who mounted may use the mount",
              [](Options& o, std::string_view) -> std::optional<std::string> {
                  o.allow_other = false;
                  return std::nullopt;
              }},
-            {"default_permissions", false, "always on: the kernel checks permissions",
+            {"default_permissions", "", "on",
+             "always on, accepted for compatibility: the kernel checks permissions",
              [](Options&, std::string_view) -> std::optional<std::string> { return std::nullopt; }},
-            {"auto_unmount", false, "unmount when the daemon dies (through fusermount3)",
+            {"auto_unmount", "", "off", "unmount when the daemon dies (through fusermount3)",
              flag(&Options::auto_unmount)},
-            {"fsname", true, "the source name shown in /proc/mounts (default: SOURCE)",
+            {"fsname", "NAME", "SOURCE's absolute path",
+             "the source shown in /proc/mounts, at most 4095 bytes",
              [](Options& o, std::string_view v) -> std::optional<std::string> {
                  if (v.empty() || v.find_first_of(", \t\n") != std::string_view::npos)
                      return "fsname: '" + std::string(v) +
@@ -202,7 +199,8 @@ const std::vector<OptionSpec>& option_specs() {
                  o.fsname = std::string(v);
                  return std::nullopt;
              }},
-            {"debug", false, "foreground, debug log and libfuse's request trace (as -d)",
+            {"debug", "", "off",
+             "foreground, debug log and libfuse's trace of every request (as -d)",
              [](Options& o, std::string_view) -> std::optional<std::string> {
                  o.fuse_debug = o.foreground = true;
                  o.log_level = spdlog::level::debug;
@@ -216,17 +214,17 @@ const std::vector<OptionSpec>& option_specs() {
             {"strictatime", "nostrictatime"}, {"lazytime", "nolazytime"},
             {"dirsync", ""},        {"noatime", ""},            {"nodiratime", ""}};
         for (auto [flag, opposite] : flags) {
-            s.push_back({flag, false, "", mount_flag(flag, opposite)});
+            s.push_back({flag, "", "", "", mount_flag(flag, opposite)});
             if (!opposite.empty())
-                s.push_back({opposite, false, "", mount_flag(opposite, flag)});
+                s.push_back({opposite, "", "", "", mount_flag(opposite, flag)});
         }
         return s;
     }();
     return specs;
 }
 
-// fstab words that mount(8) and systemd act on; the filesystem has nothing to do with them,
-// and mount helpers do not always strip them (mount.fuse3 keeps some).
+// The filesystem has nothing to do with these words, and mount helpers do not always strip
+// them (mount.fuse3 keeps some).
 bool is_mount_only_word(std::string_view word) {
     static constexpr std::array<std::string_view, 10> words = {
         "defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "nofail",
@@ -235,6 +233,8 @@ bool is_mount_only_word(std::string_view word) {
         return true;
     return word.starts_with("x-") || word.starts_with("comment=");
 }
+
+namespace {
 
 std::vector<std::string_view> split_commas(std::string_view list) {
     std::vector<std::string_view> out;
@@ -266,12 +266,12 @@ void parse_option(std::string_view word, Options& options, std::vector<std::stri
                          accepted_options_line() + ")");
         return;
     }
-    if (spec->takes_value && eq == std::string_view::npos) {
+    if (spec->takes_value() && eq == std::string_view::npos) {
         errors.push_back("option '" + std::string(name) + "' needs a value: " +
                          std::string(name) + "=VALUE");
         return;
     }
-    if (!spec->takes_value && eq != std::string_view::npos) {
+    if (!spec->takes_value() && eq != std::string_view::npos) {
         errors.push_back("option '" + std::string(name) + "' takes no value (got '" +
                          std::string(word) + "')");
         return;
@@ -309,7 +309,7 @@ std::string accepted_options_line() {
         if (!line.empty())
             line += ", ";
         line += spec.name;
-        if (spec.takes_value)
+        if (spec.takes_value())
             line += "=";
     }
     return line + ", and mount(8)'s own (defaults, nofail, _netdev, noauto, x-*...)";
@@ -332,10 +332,13 @@ std::string usage_text() {
         if (spec.help.empty())
             continue;
         std::string name(spec.name);
-        if (spec.takes_value)
-            name += "=...";
+        if (spec.takes_value())
+            name += "=" + std::string(spec.value);
         name.resize(std::max<size_t>(name.size() + 1, 22), ' ');
-        text += "      " + name + std::string(spec.help) + "\n";
+        // A flag is off unless given: saying so on each line would only hide the others.
+        std::string default_note =
+            spec.default_text == "off" ? "" : " (default " + std::string(spec.default_text) + ")";
+        text += "      " + name + std::string(spec.help) + default_note + "\n";
     }
     text +=
         "      ro, nosuid, nodev, noexec, noatime, sync, ... generic mount flags\n"

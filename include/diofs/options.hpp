@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,7 +86,37 @@ struct Options {
     std::vector<std::string> mount_flags;
     // mount(8)/fstab words that concern mount(8), not the filesystem (nofail, _netdev, x-*).
     std::vector<std::string> ignored;
+
+    bool operator==(const Options&) const = default;
 };
+
+// Checks an option's value into Options; an error message, or nothing when the value is good.
+using OptionSetter = std::function<std::optional<std::string>(Options&, std::string_view value)>;
+
+// One accepted -o option, and the only place its name, default and one-line help are written:
+// --help is made from these, and a unit test holds the README's options table and diofs.8's
+// OPTIONS section to them, so the three cannot drift apart.
+struct OptionSpec {
+    std::string_view name;
+    // What NAME=VALUE calls its value in the docs ("SIZE", "N"); empty: a flag, NAME alone.
+    std::string_view value;
+    // The default as the docs write it ("4M", "1", "off"). A value option's default, given as
+    // NAME=DEFAULT, leaves Options as they are; one in words ("discovered") is not a value.
+    std::string_view default_text;
+    // One line. Empty for a generic mount flag (ro, nosuid, ...), which the docs group in one
+    // row: those have no default of diofs's own.
+    std::string_view help;
+    OptionSetter set;
+
+    bool takes_value() const { return !value.empty(); }
+};
+
+// Every accepted -o option: diofs's own, then the generic mount flags.
+const std::vector<OptionSpec>& option_specs();
+
+// Whether WORD is one of the fstab words mount(8) and systemd act on (nofail, _netdev, x-*,
+// comment=...), which diofs accepts and ignores.
+bool is_mount_only_word(std::string_view word);
 
 struct ParseResult {
     Options options;

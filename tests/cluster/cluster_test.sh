@@ -92,7 +92,7 @@ check_listings() {
 
 # check_rename_unlink: a rename or an unlink on one node is seen by the other, both ways, at
 # once: in a listing (readdir is never cached) and by name (the diofs mounts have
-# entry_timeout=0, as on a cluster they should: README, "On a cluster").
+# entry_timeout=0, as on a cluster they should: docs/design.md, "On a cluster").
 check_rename_unlink() {
     local d=mv
     mkdir "$MNT_A/$d"

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
 
 namespace diofs {
 namespace {
@@ -360,6 +363,263 @@ TEST(Options, StreamingOptionsAreListedInHelp) {
         EXPECT_NE(help.find(name), std::string::npos) << name << " missing from --help";
         EXPECT_NE(accepted.find(name), std::string::npos) << name << " missing from the accepted list";
     }
+}
+
+// The options are written down three times: --help (made from option_specs()), the README's
+// options table and diofs.8's OPTIONS section. These tests hold the two documents to
+// option_specs(), so an option added, renamed or given another default in one place only
+// fails here, naming the place.
+
+// One option, or a group of words, as a document lists it: "readahead=SIZE", "-d", "ro",
+// "x-*", and what the document says of its default.
+struct DocEntry {
+    std::vector<std::string> words;
+    std::string default_text;  // the README's default cell; diofs.8's whole paragraph
+    std::string where;         // "README.md:361"
+};
+
+std::string source_file(const std::string& relative) {
+    std::ifstream in(std::string(DIOFS_SOURCE_DIR) + "/" + relative);
+    EXPECT_TRUE(in.good()) << relative << " not found under " << DIOFS_SOURCE_DIR;
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    return lines;
+}
+
+std::string trimmed(std::string_view s) {
+    size_t start = s.find_first_not_of(" \t");
+    if (start == std::string_view::npos)
+        return "";
+    return std::string(s.substr(start, s.find_last_not_of(" \t") - start + 1));
+}
+
+// The README's table under the header "| option | default | meaning |": each row's
+// `backticked` words of the first cell, and its default cell without backticks.
+std::vector<DocEntry> readme_options_table() {
+    std::vector<DocEntry> entries;
+    auto lines = lines_of(source_file("README.md"));
+    auto header = std::find(lines.begin(), lines.end(), "| option | default | meaning |");
+    EXPECT_NE(header, lines.end()) << "README.md: no table headed '| option | default | meaning |'";
+    if (header == lines.end())
+        return entries;
+    for (auto it = header + 2; it != lines.end() && it->starts_with("|"); ++it) {
+        std::vector<std::string> cells;
+        std::istringstream row(it->substr(1));
+        for (std::string cell; std::getline(row, cell, '|');)
+            cells.push_back(trimmed(cell));
+        DocEntry entry;
+        entry.where = "README.md:" + std::to_string(it - lines.begin() + 1);
+        EXPECT_GE(cells.size(), 3u) << entry.where;
+        if (cells.size() < 3)
+            continue;
+        for (size_t open = cells[0].find('`'); open != std::string::npos;) {
+            size_t close = cells[0].find('`', open + 1);
+            entry.words.push_back(cells[0].substr(open + 1, close - open - 1));
+            open = close == std::string::npos ? close : cells[0].find('`', close + 1);
+        }
+        std::erase(cells[1], '`');
+        entry.default_text = cells[1];
+        entries.push_back(entry);
+    }
+    return entries;
+}
+
+// The man page's text with the font escapes taken off and "\-" made "-".
+std::string plain_roff(std::string text) {
+    for (const char* escape : {"\\fB", "\\fI", "\\fR", "\\&"})
+        for (size_t at; (at = text.find(escape)) != std::string::npos;)
+            text.erase(at, std::string_view(escape).size());
+    for (size_t at; (at = text.find("\\-")) != std::string::npos;)
+        text.erase(at, 1);
+    return text;
+}
+
+// diofs.8's OPTIONS section: each .TP tag (".B name, name" or ".BI name= VALUE") and the
+// paragraph under it, macros taken off.
+std::vector<DocEntry> man_options() {
+    std::vector<DocEntry> entries;
+    auto lines = lines_of(source_file("docs/diofs.8"));
+    auto section = std::find(lines.begin(), lines.end(), ".SH OPTIONS");
+    EXPECT_NE(section, lines.end()) << "docs/diofs.8: no .SH OPTIONS";
+    for (auto it = section; it != lines.end() && it + 1 != lines.end(); ++it) {
+        if (it != section && it->starts_with(".SH"))
+            break;
+        if (*it != ".TP")
+            continue;
+        DocEntry entry;
+        entry.where = "docs/diofs.8:" + std::to_string(it - lines.begin() + 2);
+        std::string tag = plain_roff(*++it);
+        if (tag.starts_with(".BI ")) {
+            std::istringstream args(tag.substr(4));
+            std::string name, value;
+            args >> name >> value;
+            entry.words.push_back(name + value);
+        } else if (tag.starts_with(".B ")) {
+            std::istringstream words(tag.substr(3));
+            for (std::string word; std::getline(words, word, ',');)
+                entry.words.push_back(trimmed(word));
+        } else {
+            ADD_FAILURE() << entry.where << ": a .TP tag that is not .B or .BI: " << tag;
+        }
+        for (auto body = it + 1; body != lines.end() && *body != ".TP" && !body->starts_with(".SH");
+             ++body) {
+            std::string text = plain_roff(*body);
+            if (text.starts_with("."))  // a macro: ".BR word ," keeps its words
+                text = text.find(' ') == std::string::npos ? "" : text.substr(text.find(' ') + 1);
+            entry.default_text += text + " ";
+        }
+        entries.push_back(entry);
+    }
+    return entries;
+}
+
+// "readahead=SIZE" -> "readahead"
+std::string option_name(const std::string& word) { return word.substr(0, word.find('=')); }
+
+const OptionSpec* spec_named(const std::string& name) {
+    for (const auto& spec : option_specs())
+        if (spec.name == name)
+            return &spec;
+    return nullptr;
+}
+
+// How a document must write a spec: "readahead=SIZE", "dbopt".
+std::string documented_form(const OptionSpec& spec) {
+    return std::string(spec.name) + (spec.takes_value() ? "=" + std::string(spec.value) : "");
+}
+
+// Every word a document names is an option diofs accepts: a spec (in the form it takes), a
+// word of mount(8)'s that diofs ignores, or a command-line switch (-f, -d). "..." ends a list.
+void expect_every_word_is_accepted(const std::vector<DocEntry>& entries) {
+    for (const auto& entry : entries)
+        for (std::string word : entry.words) {
+            if (word == "...")
+                continue;
+            if (word.starts_with("-")) {
+                EXPECT_TRUE(parse({word, "/b", "/m"}).errors.empty())
+                    << entry.where << ": '" << word << "' is not a switch of diofs";
+                continue;
+            }
+            // "x-*", "comment=...": a pattern of words; one instance of it stands for it.
+            std::string instance = word;
+            for (std::string_view pattern : {"*", "..."})
+                if (instance.ends_with(pattern))
+                    instance.replace(instance.size() - pattern.size(), pattern.size(), "x");
+            if (is_mount_only_word(instance))
+                continue;
+            const OptionSpec* spec = spec_named(option_name(word));
+            EXPECT_NE(spec, nullptr) << entry.where << ": '" << word
+                                     << "' is not in option_specs() (fs/options.cpp)";
+            if (spec) {
+                EXPECT_EQ(word, documented_form(*spec)) << entry.where;
+            }
+        }
+}
+
+// The entries that name SPEC, by name.
+std::vector<const DocEntry*> entries_naming(const std::vector<DocEntry>& entries,
+                                            const OptionSpec& spec) {
+    std::vector<const DocEntry*> found;
+    for (const auto& entry : entries)
+        for (const auto& word : entry.words)
+            if (option_name(word) == spec.name) {
+                found.push_back(&entry);
+                break;
+            }
+    return found;
+}
+
+// Every word of the document is accepted, and each option with help has one entry of its own
+// whose default SAYS_DEFAULT finds there (generic mount flags have no help: they are grouped,
+// and only need to be accepted).
+template <typename SaysDefault>
+void expect_matches_option_specs(const std::vector<DocEntry>& entries,
+                                 const std::string& document, SaysDefault says_default) {
+    ASSERT_FALSE(entries.empty()) << document << ": no options found";
+    expect_every_word_is_accepted(entries);
+    for (const auto& spec : option_specs()) {
+        if (spec.help.empty())
+            continue;
+        auto found = entries_naming(entries, spec);
+        if (found.size() != 1) {
+            ADD_FAILURE() << document << " lists '" << spec.name << "' " << found.size()
+                          << " times, not once (it is in option_specs(), fs/options.cpp)";
+            continue;
+        }
+        EXPECT_TRUE(says_default(spec, *found.front()))
+            << found.front()->where << ": the entry of '" << spec.name
+            << "' does not give its default, '" << spec.default_text
+            << "' in option_specs() (fs/options.cpp)";
+    }
+}
+
+TEST(OptionDocs, EveryOptionHasOneLineOfHelpAndADefault) {
+    for (const auto& spec : option_specs()) {
+        EXPECT_EQ(spec.help.find('\n'), std::string_view::npos) << spec.name;
+        if (spec.help.empty())
+            continue;
+        EXPECT_FALSE(spec.default_text.empty()) << spec.name;
+        const std::string line = "      " + documented_form(spec) + " ";
+        EXPECT_NE(usage_text().find(line), std::string::npos) << spec.name << " not in --help";
+    }
+}
+
+// A default that is a value (4M, 1, info) given as NAME=DEFAULT leaves the options as they
+// are; a flag that is "off" changes them when given, one that is "on" does not. Other
+// defaults are words ("discovered", "one per CPU, at least 2"), which no option accepts.
+TEST(OptionDocs, DefaultsAreTheParsersDefaults) {
+    const Options defaults = parse({"/b", "/m"}).options;
+    for (const auto& spec : option_specs()) {
+        if (spec.help.empty())
+            continue;
+        const std::string text(spec.default_text);
+        if (!spec.takes_value()) {
+            auto given = parse({"/b", "/m", "-o", std::string(spec.name)});
+            if (!given.errors.empty())  // io_uring in a libfuse 3.14 build
+                continue;
+            if (text == "off") {
+                EXPECT_NE(given.options, defaults) << spec.name << ": given, it changes nothing";
+            } else if (text == "on") {
+                EXPECT_EQ(given.options, defaults) << spec.name << ": given, it changes options";
+            }
+            continue;
+        }
+        auto given = parse({"/b", "/m", "-o", std::string(spec.name) + "=" + text});
+        if (given.errors.empty()) {
+            EXPECT_EQ(given.options, defaults) << spec.name << "=" << text << " is not the default";
+        } else {
+            EXPECT_FALSE(text.empty() || std::isdigit(static_cast<unsigned char>(text[0])))
+                << spec.name << ": default '" << text << "' is not a value it accepts";
+        }
+    }
+}
+
+TEST(OptionDocs, ReadmeTableMatchesOptionSpecs) {
+    expect_matches_option_specs(readme_options_table(), "README.md's options table",
+                                [](const OptionSpec& spec, const DocEntry& entry) {
+                                    return entry.default_text == spec.default_text;
+                                });
+}
+
+// "(default 4M)", "(default 1, 0 to 3600)", "(default: discovered)"
+TEST(OptionDocs, ManPageOptionsMatchOptionSpecs) {
+    expect_matches_option_specs(
+        man_options(), "docs/diofs.8's OPTIONS", [](const OptionSpec& spec, const DocEntry& entry) {
+            for (std::string lead : {"(default ", "(default: "})
+                for (char end : {')', ',', ';'})
+                    if (entry.default_text.find(lead + std::string(spec.default_text) + end) !=
+                        std::string::npos)
+                        return true;
+            return false;
+        });
 }
 
 std::string fuse_o(const Options& o, bool root) {
