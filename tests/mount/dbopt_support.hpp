@@ -190,6 +190,9 @@ inline std::optional<std::string> read_direct(const std::string& path) {
     std::unique_ptr<char, decltype(&std::free)> buf(
         static_cast<char*>(std::aligned_alloc(4096, kBuffer)), &std::free);
     std::string out;
+    struct stat st;  // room for the whole file at once, as read_whole
+    if (::fstat(fd.get(), &st) == 0 && st.st_size > 0)
+        out.reserve(static_cast<size_t>(st.st_size) + kBuffer);
     for (;;) {
         ssize_t n = ::pread(fd.get(), buf.get(), kBuffer, static_cast<off_t>(out.size()));
         if (n < 0)
