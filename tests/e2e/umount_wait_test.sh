@@ -1,8 +1,9 @@
 #!/bin/bash
 # umount returns once the daemon has let go of the backing directory (umount.fuse.diofs, and
 # the lock each daemon holds in /run/diofs while it lives): `umount MNT && umount BACKING`, with
-# BACKING a loop-device ext4 under the mount's source, succeeds 50 times in a row; without the
-# helper (`umount -i`) the same is only counted, as information: it is a race. Also: a mount
+# BACKING a loop-device ext4 under the mount's source, succeeds 50 times in a row
+# (DIOFS_UMOUNT_ROUNDS: tests/run.sh's quick tier runs 10); without the helper (`umount -i`) the
+# same is only counted (20 times, or as many rounds), as information: it is a race. Also: a mount
 # whose daemon was killed (-9) unmounts at once; `umount -l` returns without waiting; `umount -f`
 # of a stopped daemon gives up after DIOFS_UMOUNT_WAIT seconds with a warning, and succeeds;
 # the lock file and mount(8)'s utab entry are gone after each unmount.
@@ -65,7 +66,8 @@ utab_mentions && fail "the utab entry for $mnt is still there after umount"
 ok "umount returned after the daemon exited; lock file and utab entry are gone"
 
 # --- umount MNT && umount BACKING, 50 times --------------------------------------------------
-for ((i = 1; i <= 50; i++)); do
+rounds=${DIOFS_UMOUNT_ROUNDS:-50}
+for ((i = 1; i <= rounds; i++)); do
     mount_diofs
     use_it "$i"
     if ! umount "$mnt"; then
@@ -77,11 +79,12 @@ for ((i = 1; i <= 50; i++)); do
     pid_gone "$DAEMON_PID" || fail "round $i: the daemon still runs after both unmounts"
     mount_backing
 done
-ok "umount MNT && umount BACKING: 50 of 50 succeeded"
+ok "umount MNT && umount BACKING: $rounds of $rounds succeeded"
 
 # --- the same without the helper: information only -----------------------------------------
 busy=0
-for ((i = 1; i <= 20; i++)); do
+unhelped=$((rounds < 20 ? rounds : 20))
+for ((i = 1; i <= unhelped; i++)); do
     mount_diofs
     use_it "$i"
     umount -i "$mnt" || fail "umount -i $mnt failed"
@@ -93,7 +96,7 @@ for ((i = 1; i <= 20; i++)); do
     wait_until 10 pid_gone "$DAEMON_PID" || fail "the daemon still runs 10 s after umount -i"
     mount_backing
 done
-note "information: without the helper (umount -i), umount BACKING found it busy $busy times of 20"
+note "information: without the helper (umount -i), umount BACKING found it busy $busy times of $unhelped"
 
 # --- a dead daemon ---------------------------------------------------------------------------
 mount_diofs
