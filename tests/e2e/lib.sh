@@ -384,6 +384,9 @@ e2e_cleanup() {
     E2E_CLEANING=1
     set +e +u
     trap - ERR
+    # Output to a reader that is gone (ctest killed, its pipe closed) fails instead of ending the
+    # cleanup half-way.
+    trap '' PIPE
     if [[ -n "$E2E_WATCHDOG" ]]; then
         kill -TERM "$E2E_WATCHDOG" 2>/dev/null
         wait "$E2E_WATCHDOG" 2>/dev/null

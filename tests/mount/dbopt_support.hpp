@@ -268,10 +268,13 @@ public:
             error_ = "mkdtemp: " + errno_name(errno);
             return;
         }
-        emergency_ = EmergencyTeardown("ramfs on " + dir_, [this] {
-            teardown();
-            return std::string();
-        });
+        emergency_ = EmergencyTeardown(
+            "ramfs on " + dir_,
+            [this] {
+                teardown();
+                return std::string();
+            },
+            dir_);
         if (::mount("ramfs", dir_.c_str(), "ramfs", 0, "mode=0755") != 0) {
             error_ = "mount -t ramfs: " + errno_name(errno);
             return;

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +34,7 @@ struct Entry {
     unsigned long id;
     std::string what;
     std::function<std::string()> teardown;
+    std::string directory;
 };
 
 // Leaked on purpose: the guard may still use them while static destructors run at exit.
@@ -107,6 +109,14 @@ std::vector<pid_t> child_pids() {
     return pids;
 }
 
+int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
+    if (type == FTW_DP || type == FTW_D || type == FTW_DNR)
+        ::rmdir(path);  // fails, as it should, where something is still mounted
+    else
+        ::unlink(path);
+    return 0;
+}
+
 [[noreturn]] void tear_down_and_exit(const std::string& why, int status) {
     Registry& r = registry();
     r.mutex.lock();  // for good: see the header
@@ -131,6 +141,12 @@ std::vector<pid_t> child_pids() {
         ::kill(pid, SIGKILL);
         ::waitpid(pid, nullptr, 0);
     }
+    // The test's own threads may have gone on writing into the directories after their mounts
+    // went (a test fails at its next step, then waits in its teardown for the lock held here).
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (const Entry& e : r.entries)
+        if (!e.directory.empty())
+            ::nftw(e.directory.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     std::fflush(stderr);
     std::fflush(stdout);
     ::_exit(status);
@@ -180,6 +196,7 @@ sigset_t ending_signals() {
 void unblock_in_child() {
     const sigset_t set = ending_signals();
     ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
 }
 
 // Before main(), in the only thread there is: the signals are blocked there (and so in every
@@ -202,6 +219,9 @@ void unblock_in_child() {
         ::sigaction(signal, &action, nullptr);
     const sigset_t set = ending_signals();
     ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    // Output to a reader that is gone (ctest killed, a pipe closed) must not end the program
+    // before its teardown: a write fails with EPIPE instead. A child gets the default back.
+    ::signal(SIGPIPE, SIG_IGN);
     ::pthread_atfork(nullptr, nullptr, unblock_in_child);
     std::thread([read_fd = fds[0], set] {
         ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
@@ -212,11 +232,12 @@ void unblock_in_child() {
 
 }  // namespace
 
-EmergencyTeardown::EmergencyTeardown(std::string what, std::function<std::string()> teardown) {
+EmergencyTeardown::EmergencyTeardown(std::string what, std::function<std::string()> teardown,
+                                     std::string directory) {
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
     id_ = r.next_id++;
-    r.entries.push_back({id_, std::move(what), std::move(teardown)});
+    r.entries.push_back({id_, std::move(what), std::move(teardown), std::move(directory)});
 }
 
 EmergencyTeardown& EmergencyTeardown::operator=(EmergencyTeardown&& other) noexcept {
@@ -231,10 +252,11 @@ EmergencyTeardown& EmergencyTeardown::operator=(EmergencyTeardown&& other) noexc
 void EmergencyTeardown::reset() {
     if (id_ == 0)
         return;
-    if (tearing_down_thread.load() == std::this_thread::get_id()) {
-        id_ = 0;  // the guard's own teardown of this owner
+    // The guard's own teardown of this owner: id_ stays, so that the owner's thread, should it
+    // reach reset() too, waits for the lock (and the end of the program) instead of tearing
+    // down the same things at the same time.
+    if (tearing_down_thread.load() == std::this_thread::get_id())
         return;
-    }
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
     std::erase_if(r.entries, [this](const Entry& e) { return e.id == id_; });

@@ -30,8 +30,11 @@ class EmergencyTeardown {
 public:
     EmergencyTeardown() = default;
     // Registers `teardown`, described as `what` in the guard's report, which also shows what
-    // `teardown` returns (what was abnormal, "" when nothing was).
-    EmergencyTeardown(std::string what, std::function<std::string()> teardown);
+    // `teardown` returns (what was abnormal, "" when nothing was). `directory`, when given, is
+    // removed last, after every teardown (not crossing into a mount): the test's threads go on
+    // while the guard works, and one may still have written there after its own teardown.
+    EmergencyTeardown(std::string what, std::function<std::string()> teardown,
+                      std::string directory = "");
     ~EmergencyTeardown() { reset(); }
     EmergencyTeardown(const EmergencyTeardown&) = delete;
     EmergencyTeardown& operator=(const EmergencyTeardown&) = delete;

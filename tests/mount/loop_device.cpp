@@ -80,14 +80,17 @@ int run_command(const std::vector<std::string>& argv, std::string* output) {
     const std::string program = find_program(argv[0]);
 
     pid_t pid = -1;
-    // The program takes SIGINT and SIGTERM as usual (this thread blocks them for the emergency
-    // teardown's guard, and a spawned program would inherit that).
+    // The program takes SIGINT, SIGTERM and SIGPIPE as usual (the emergency teardown blocks the
+    // first two in this thread and ignores the third, and a spawned program would inherit both).
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
-    sigset_t none;
+    sigset_t none, pipe;
     sigemptyset(&none);
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
     posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setsigdefault(&attributes, &pipe);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     int rv = ::posix_spawn(&pid, program.c_str(), &actions, &attributes, cargv.data(), environ);
     posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
@@ -151,7 +154,7 @@ std::string LoopFilesystem::setup() {
     if (dir_.empty())
         return std::string("mkdtemp: ") + std::strerror(errno);
     emergency_ = EmergencyTeardown(config_.fstype + " loop filesystem in " + dir_,
-                                   [this] { return teardown(); });
+                                   [this] { return teardown(); }, dir_);
     image_ = dir_ + "/image";
     mountpoint_ = dir_ + "/fs";
     auto fail = [&](const std::string& why) {

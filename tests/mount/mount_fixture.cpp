@@ -145,7 +145,16 @@ std::string DiofsMount::start(std::chrono::milliseconds timeout,
     dir_ = make_temporary_directory("mount");
     if (dir_.empty())
         return std::string("mkdtemp: ") + std::strerror(errno);
-    emergency_ = EmergencyTeardown("diofs mount " + dir_ + "/mnt", [this] { return stop(); });
+    // The daemon is killed first: the test's requests fail at once (ENOTCONN) instead of going
+    // on while the guard unmounts, and nothing it held matters any more.
+    emergency_ = EmergencyTeardown(
+        "diofs mount " + dir_ + "/mnt",
+        [this] {
+            if (daemon_alive())
+                ::kill(pid_, SIGKILL);
+            return stop();
+        },
+        dir_);
     backing_ = given_backing_.empty() ? dir_ + "/backing" : given_backing_;
     mnt_ = dir_ + "/mnt";
     ref_ = given_ref_.empty() ? dir_ + "/ref" : given_ref_;
