@@ -1,23 +1,63 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs the missing packages, builds with
-# warnings as errors, installs diofs (the mount(8) and fstab tests use the installed helper,
-# as a user would), and runs every test with ctest. Then the same code under sanitizers, each
-# build in a directory of its own beside the first (made while the first tests run):
-# AddressSanitizer with UndefinedBehaviorSanitizer (build-asan/: the unit and mount tests) and
-# ThreadSanitizer (build-tsan/: the unit tests and the mount tests labelled mount-threads).
-# Needs root for the real mounts; with CI=true a mount test that cannot run fails instead of
-# skipping. DIOFS_SANITIZERS=0 skips the sanitizer builds, except under CI=true. Extra
-# arguments go to every ctest run (tests/run.sh -R Streaming). Last, the same code built
-# against libfuse 3.18.3 (mount_helpers/build-libfuse.sh, in build-fuse318/, built beside the
-# first tests after the sanitizer trees) and its whole suite but the cluster tests and the
-# tests of the installed build (below); DIOFS_LIBFUSE318=0 skips it, except under CI=true, and
-# DIOFS_LIBFUSE318_PREFIX says where libfuse goes (default /opt/diofs-libfuse-3.18.3, kept for
-# the next run). Each part says how long it took; the exit status is not 0 when any part failed.
+# The tests, from a fresh machine, in two tiers (tests/README.md says what each runs and why):
+#
+#   tests/run.sh [CTEST ARGS...]          the quick tier: does diofs work on this machine?
+#   tests/run.sh --full [CTEST ARGS...]   everything: what CI runs (.ci/run)
+#
+# Both install the Debian packages that are missing, build with warnings as errors, install
+# diofs (the mount(8) and fstab tests use the installed helper, as a person would) and run the
+# tests with ctest. The quick tier runs the main tree's tests less the ones named in
+# full_only_tests below (longer variants of what it runs). --full runs every test of the main
+# tree, then the same code under sanitizers and against libfuse 3.18, each built in a directory
+# of its own beside the first (made while the first tests run): AddressSanitizer with
+# UndefinedBehaviorSanitizer (build-asan/), ThreadSanitizer (build-tsan/) and libfuse 3.18.3
+# (mount_helpers/build-libfuse.sh, build-fuse318/). DIOFS_SANITIZERS=0 and DIOFS_LIBFUSE318=0
+# leave those out of --full, except under CI=true; DIOFS_LIBFUSE318_PREFIX says where libfuse
+# goes (default /opt/diofs-libfuse-3.18.3, kept for the next run).
+#
+# Extra arguments go to every ctest run: `tests/run.sh -R DbOptDifferential` runs those tests
+# only. Needs root for the real mounts; with CI=true a mount test that cannot run fails instead
+# of skipping. Every test's temporary directories are made in one directory of this run's
+# ($TMPDIR); after each ctest run anything left there (a mount, a loop device, a process, a
+# file) is reported, fails the run and is removed. Ctrl-C or SIGTERM ends the tests through
+# their own teardown (SIGTERM to each), then removes what is left the same way. Each part says
+# how long it took; the exit status is not 0 when any part failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../mount_helpers/install-deps.sh
 . "$repo/mount_helpers/install-deps.sh"
 build=${DIOFS_BUILD_DIR:-$repo/build}
+
+full=false
+if [ "${1:-}" = --full ]; then
+    full=true
+    shift
+elif [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+    exit 0
+fi
+
+# What the quick tier leaves to --full (ctest -E): longer variants of what it runs, each with
+# what the quick tier keeps of its kind.
+full_only_tests=(
+    # DbOptDifferential: strict and coalescing on a plain directory (512-byte sectors) and on xfs
+    # over a 4096-byte-sector loop device stay, with fewer operations (quick_environment).
+    'mount\.DbOptDifferential\.(Strict|Coalescing)(Ext4On4KSectorLoopDevice|PlainDirectoryWithDioAlign4096)'
+    'mount\.DbOptDifferential\.(CoalescingWithSmallWindowsAndLittleMemory|RamfsFallback)'
+    # e2e.tools (dbopt) stays; the plain passthrough is also what every MountOps test mounts.
+    'e2e\.tools_plain'
+    # dbopt_tools on a plain directory and on xfs with 4096-byte sectors stay.
+    'e2e\.dbopt_tools_ext4_4k'
+    # ENOSPC on ext4, strict and coalescing, stays.
+    'e2e\.dbopt_enospc_(xfs|xfs_coalescing|ext2_coalescing)'
+    # The Debian package: how diofs is shipped, not whether it works here.
+    'e2e\.debian_package'
+)
+# The quick tier's smaller counts: DbOptDifferential runs of 5000 operations (20000), 10 rounds
+# of umount MNT && umount BACKING (50).
+quick_environment=(DIOFS_DBOPT_OPS=5000 DIOFS_UMOUNT_ROUNDS=10)
+full_only_regex=$(IFS='|'; echo "^(${full_only_tests[*]})\$")
+
 failed=""
 times=""
 status=0
@@ -36,15 +76,140 @@ timed() {
     fi
 }
 
+# summary: the times, what failed; ends the script.
 summary() {
-    echo "tests/run.sh: $times; $SECONDS s in all"
+    echo "tests/run.sh: $times"
+    echo "tests/run.sh: $tier took $((SECONDS / 60)) min $((SECONDS % 60)) s"
     if [ -n "$failed" ]; then
         [ -z "$failed_tests" ] || printf 'tests/run.sh: the tests that failed:%s\n\n' "$failed_tests"
         echo "tests/run.sh: FAILED: $failed"
         exit 1
     fi
+    exit 0
 }
 
+# ---------------------------------------------------------------------------------------------
+# What the tests leave behind. Every test makes its temporary directories under $run_tmp (the
+# mount fixtures and tests/e2e/lib.sh take TMPDIR), so anything of theirs is found there, and
+# nothing that is not theirs is ever touched.
+run_tmp=""
+make_run_tmp() {
+    run_tmp=$(mktemp -d /tmp/diofs-tests.XXXXXX)
+    chmod 0755 "$run_tmp"  # the permission tests' other users reach the mounts inside
+}
+
+# leftovers: one line per thing left under $run_tmp (mounts deepest first, loop devices,
+# processes that name it), nothing when there is none.
+leftovers() {
+    # mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ...
+    awk -v dir="$run_tmp/" 'index($5, dir) == 1 {
+            for (i = 7; $i != "-"; i++) {}
+            print length($5), "mount", $5, $(i + 1), $3 }' /proc/self/mountinfo |
+        sort -rn | cut -d' ' -f2-
+    local f backing
+    for f in /sys/block/loop*/loop/backing_file; do
+        [ -r "$f" ] || continue
+        backing=$(cat "$f" 2>/dev/null) || continue
+        case "$backing" in "$run_tmp"/*) echo "loop /dev/$(basename "$(dirname "$(dirname "$f")")") $backing" ;; esac
+    done
+    for f in $(pgrep -f -- "$run_tmp/"); do
+        [ "$f" = "$$" ] || echo "process $f $(tr '\0' ' ' <"/proc/$f/cmdline" 2>/dev/null | cut -c1-200)"
+    done
+    return 0
+}
+
+# remove_leftovers: ends, unmounts and detaches what leftovers lists, then empties $run_tmp. A
+# FUSE mount's connection is aborted first (fusectl), so that nothing waits on a daemon that
+# is gone or stuck; never stat-ed.
+remove_leftovers() {
+    local kind what type dev rest pid
+    for pid in $(pgrep -f -- "$run_tmp/" || true); do
+        [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null || true
+    done
+    leftovers | while read -r kind what type dev rest; do
+        case "$kind" in
+        mount)
+            if [ "${type#fuse}" != "$type" ] && [ "${dev%%:*}" = 0 ]; then
+                [ -d /sys/fs/fuse/connections ] && ! mountpoint -q /sys/fs/fuse/connections &&
+                    mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null
+                echo 1 >"/sys/fs/fuse/connections/${dev#0:}/abort" 2>/dev/null || true
+            fi
+            umount "$what" 2>/dev/null || umount -l "$what" 2>/dev/null || true ;;
+        loop) losetup -d "$what" 2>/dev/null || true ;;
+        esac
+    done
+    rm -rf --one-file-system -- "${run_tmp:?}"/* 2>/dev/null || true
+}
+
+# check_leftovers PART: after a ctest run, nothing of its tests may be left. What is left is
+# listed (with the files), fails PART, and is removed.
+check_leftovers() {
+    local part=$1 left tries=0
+    # A daemon exits a moment after its umount: give stragglers a few seconds.
+    while left=$(leftovers) && [ -n "$left" ] && [ $tries -lt 10 ]; do
+        sleep 1
+        tries=$((tries + 1))
+    done
+    left=$(printf '%s\n' "$left"; find "$run_tmp" -mindepth 1 -maxdepth 1 -printf 'file %p\n')
+    left=$(grep -v '^$' <<<"$left" || true)
+    [ -n "$left" ] || return 0
+    echo "tests/run.sh: the tests of $part left behind (removed now):"
+    sed 's/^/  /' <<<"$left"
+    remove_leftovers
+    failed="$failed${failed:+, }$part (left things behind)"
+}
+
+# Ctrl-C, SIGTERM, SIGHUP: each ctest run is a process group of its own (setsid), which the
+# terminal's Ctrl-C does not reach. ctest is stopped first (SIGSTOP), so that it starts no
+# more tests and keeps the pipes of their output open (a test writing into the pipe of a dead
+# ctest dies of SIGPIPE in the middle of its teardown); then each test gets SIGTERM, tears down
+# what it made (the mount tests' emergency teardown, the scripts' EXIT traps) and exits.
+# Whatever still runs a minute and a half later is killed with ctest, and what is left in
+# $run_tmp is removed.
+ctest_group=""
+background_builds=""
+# tests_running: a process of the ctest group other than ctest itself still runs (not a zombie).
+tests_running() {
+    local pid
+    for pid in $(pgrep -g "$ctest_group"); do
+        [ "$pid" != "$ctest_group" ] || continue
+        case $(ps -o stat= -p "$pid" 2>/dev/null) in Z* | "") ;; *) return 0 ;; esac
+    done
+    return 1
+}
+interrupted() {
+    local signal=$1 waited=0 pid
+    trap - INT TERM HUP
+    set +e  # whatever fails here, the rest of the cleanup still runs
+    echo
+    echo "tests/run.sh: SIG$signal: ending the tests (each tears down what it made)"
+    [ -z "$background_builds" ] || kill -TERM "$background_builds" 2>/dev/null
+    if [ -n "$ctest_group" ]; then
+        kill -STOP "$ctest_group" 2>/dev/null
+        for pid in $(pgrep -g "$ctest_group"); do
+            [ "$pid" = "$ctest_group" ] || kill -TERM "$pid" 2>/dev/null
+        done
+        while tests_running && [ $waited -lt 90 ]; do
+            sleep 1
+            waited=$((waited + 1))
+        done
+        kill -KILL -- "-$ctest_group" 2>/dev/null
+    fi
+    if [ -n "$run_tmp" ]; then
+        local left
+        left=$(leftovers)
+        [ -z "$left" ] || printf 'tests/run.sh: removing what is left:\n%s\n' "$left"
+        remove_leftovers
+        rmdir "$run_tmp" 2>/dev/null || true
+    fi
+    echo "tests/run.sh: interrupted after $SECONDS s"
+    case $signal in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+trap 'interrupted INT' INT
+trap 'interrupted TERM' TERM
+trap 'interrupted HUP' HUP
+
+# ---------------------------------------------------------------------------------------------
 # build_tree DIR SANITIZERS [TARGET...]: configures DIR with DIOFS_SANITIZE=SANITIZERS and builds
 # the targets (all without any).
 # With tree_libfuse_prefix set (tree_libfuse_prefix=DIR build_tree ...): against the libfuse3
@@ -58,16 +223,24 @@ build_tree() {
         cmake --build "$dir" -j"$(nproc)" ${1:+--target "$@"}
 }
 
-# run_tests DIR [CTEST ARGS...]: when a test fails, its name and the end of its output are
-# kept for summary(), which prints them last, where a log cut to its end still shows them.
+# run_tests DIR [CTEST ARGS...]: ctest in DIR, in a process group of its own (interrupted()),
+# with this run's TMPDIR; then check_leftovers. When a test fails, its name and the end of its
+# output are kept for summary(), which prints them last, where a log cut to its end still
+# shows them.
 failed_tests=""
+test_environment=()
 run_tests() {
     local dir=$1 result=0
     shift
     # ctest leaves an earlier run's list when nothing failed: not to be taken for this run's.
     rm -f "$dir/Testing/Temporary/LastTestsFailed.log"
-    (cd "$dir" && ctest --output-on-failure --timeout 900 "$@") || result=$?
+    (cd "$dir" && exec env TMPDIR="$run_tmp" "${test_environment[@]}" \
+        setsid ctest --output-on-failure --timeout 900 "$@") &
+    ctest_group=$!
+    wait "$ctest_group" || result=$?
+    ctest_group=""
     [ "$result" = 0 ] || failed_tests="$failed_tests$(failed_test_ends "$dir")"
+    check_leftovers "$(basename "$dir")"
     return "$result"
 }
 
@@ -107,17 +280,6 @@ build_sanitized() {
     printf '%s\n%s\n' "$times" "$failed" >"$result"
 }
 
-# shellcheck disable=SC2086 # a list of package names
-diofs_install_missing_packages $diofs_cluster_test_packages
-diofs_load_fuse
-timed build build_tree "$build" ""
-[ "$status" = 0 ] || summary
-if [ "$(id -u)" = 0 ]; then
-    cmake --install "$build" >/dev/null
-else
-    echo "tests/run.sh: not root: diofs is not installed, the mount tests will skip"
-fi
-
 # wanted VARIABLE PART: true unless VARIABLE is 0 in the environment; CI=true runs every part.
 wanted() {
     [ "${!1:-1}" != 0 ] && return 0
@@ -128,10 +290,36 @@ wanted() {
     echo "tests/run.sh: $1=0: no $2"
     return 1
 }
-sanitizers=true
-wanted DIOFS_SANITIZERS "sanitizer builds" || sanitizers=false
-libfuse318=true
-wanted DIOFS_LIBFUSE318 "libfuse 3.18 build and tests" || libfuse318=false
+
+# ---------------------------------------------------------------------------------------------
+if $full; then
+    tier="the full run (--full)"
+    echo "tests/run.sh --full: every test, then the sanitizer and libfuse 3.18 trees: about 35 minutes on 2 CPUs"
+else
+    tier="the quick run"
+    echo "tests/run.sh: the quick tier, about 10 minutes on 2 CPUs (tests/run.sh --full runs everything, about 35)"
+fi
+
+# shellcheck disable=SC2086 # a list of package names
+diofs_install_missing_packages $diofs_cluster_test_packages
+diofs_load_fuse
+timed build build_tree "$build" ""
+[ "$status" = 0 ] || summary
+if [ "$(id -u)" = 0 ]; then
+    cmake --install "$build" >/dev/null
+else
+    echo "tests/run.sh: not root: diofs is not installed, the mount tests will skip"
+fi
+make_run_tmp
+
+sanitizers=false
+libfuse318=false
+if $full; then
+    sanitizers=true
+    wanted DIOFS_SANITIZERS "sanitizer builds" || sanitizers=false
+    libfuse318=true
+    wanted DIOFS_LIBFUSE318 "libfuse 3.18 build and tests" || libfuse318=false
+fi
 libfuse318_prefix=${DIOFS_LIBFUSE318_PREFIX:-/opt/diofs-libfuse-3.18.3}
 # The sanitizer and libfuse 3.18 builds run beside the first tests, at a lower priority
 # (build_sanitized).
@@ -140,15 +328,25 @@ built_log=$build/sanitizer-builds.log
 if $sanitizers || $libfuse318; then
     rm -f "$built_result"
     build_sanitized "$built_result" >"$built_log" 2>&1 &
-    sanitized_builds=$!
+    background_builds=$!
 fi
 # Two at a time: a test and its daemon mostly wait on each other and on the disk. The tests that
 # need the page cache to themselves run alone (RUN_SERIAL) or one at a time (RESOURCE_LOCK).
-timed tests run_tests "$build" -j"$(nproc)" "$@"
-$sanitizers || $libfuse318 || summary
+if $full; then
+    timed tests run_tests "$build" -j"$(nproc)" "$@"
+else
+    test_environment=("${quick_environment[@]}")
+    timed tests run_tests "$build" -j"$(nproc)" -E "$full_only_regex" "$@"
+    test_environment=()
+fi
+if ! $sanitizers && ! $libfuse318; then
+    rmdir "$run_tmp" 2>/dev/null || true
+    summary
+fi
 
 waiting=$SECONDS
-wait "$sanitized_builds" || true
+wait "$background_builds" || true
+background_builds=""
 built_times="sanitizer builds" built_failed="asan-build, tsan-build, fuse318-build"
 if [ -f "$built_result" ]; then
     { read -r built_times && read -r built_failed; } <"$built_result" || true
@@ -174,18 +372,25 @@ if $sanitizers; then
     *) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
     esac
 fi
-# Against libfuse 3.18: every test of that tree but two kinds. e2e.mount_command and
+# Against libfuse 3.18: what the quick tier runs, less two kinds. The two builds differ in how
+# the daemon meets the kernel (INIT's capabilities, KILLPRIV_V2's writes, shared mappings,
+# io_uring, libfuse's own request loop), which every kind of test exercises once in the quick
+# selection; the variants left to --full (other backings and alignments for the same dbopt
+# code, more operations, the plain tools run) test the daemon's own code, which is the same in
+# both builds, and run in the main tree (those on plain directories under ASan too). Left out: e2e.mount_command and
 # e2e.umount_wait test the *installed* diofs through mount(8), umount(8) and the helpers in
-# /sbin, which is the 3.14 build above: run here they would test that one again (the helpers
-# are the same scripts for both); e2e.debian_package packages a build that depends on Debian's
-# libfuse3-3, which this tree's private libfuse is not. The cluster tests (GlusterFS, about 3
-# minutes) use the same requests as the mount tests, over a backing that is not a local disk;
-# nothing in them depends on libfuse's version.
+# /sbin, which is the 3.14 build above; the cluster test (GlusterFS) uses the same requests as
+# the mount tests, over a backing that is not a local disk.
 if $libfuse318; then
     case "$built_failed" in
     *libfuse-3.18-build* | *fuse318-build*) ;;
-    *) timed fuse318-tests run_tests "$build-fuse318" -j"$(nproc)" -LE cluster \
-        -E '^e2e\.(mount_command|umount_wait|debian_package)$' "$@" ;;
+    *)
+        test_environment=("${quick_environment[@]}")
+        timed fuse318-tests run_tests "$build-fuse318" -j"$(nproc)" -LE cluster \
+            -E "$full_only_regex|^e2e\.(mount_command|umount_wait)\$" "$@"
+        test_environment=()
+        ;;
     esac
 fi
+rmdir "$run_tmp" 2>/dev/null || true
 summary
