@@ -42,7 +42,8 @@ fi
 full_only_tests=(
     # DbOptDifferential: strict and coalescing on a plain directory (512-byte sectors) and on xfs
     # over a 4096-byte-sector loop device stay, with fewer operations (quick_environment).
-    'mount\.DbOptDifferential\.(Strict|Coalescing)(Ext4On4KSectorLoopDevice|PlainDirectoryWithDioAlign4096)'
+    'mount\.DbOptDifferential\.(Strict|Coalescing)Ext4On4KSectorLoopDevice'
+    'mount\.DbOptDifferential\.(Strict|Coalescing)PlainDirectoryWithDioAlign4096'
     'mount\.DbOptDifferential\.(CoalescingWithSmallWindowsAndLittleMemory|RamfsFallback)'
     # e2e.tools (dbopt) stays; the plain passthrough is also what every MountOps test mounts.
     'e2e\.tools_plain'
@@ -110,10 +111,12 @@ leftovers() {
     for f in /sys/block/loop*/loop/backing_file; do
         [ -r "$f" ] || continue
         backing=$(cat "$f" 2>/dev/null) || continue
-        case "$backing" in "$run_tmp"/*) echo "loop /dev/$(basename "$(dirname "$(dirname "$f")")") $backing" ;; esac
+        f=${f#/sys/block/}
+        case "$backing" in "$run_tmp"/*) echo "loop /dev/${f%%/*} $backing" ;; esac
     done
     for f in $(pgrep -f -- "$run_tmp/"); do
-        [ "$f" = "$$" ] || echo "process $f $(tr '\0' ' ' <"/proc/$f/cmdline" 2>/dev/null | cut -c1-200)"
+        [ "$f" = "$$" ] ||
+            echo "process $f $(tr '\0' ' ' <"/proc/$f/cmdline" 2>/dev/null | cut -c1-200)"
     done
     return 0
 }
@@ -294,10 +297,12 @@ wanted() {
 # ---------------------------------------------------------------------------------------------
 if $full; then
     tier="the full run (--full)"
-    echo "tests/run.sh --full: every test, then the sanitizer and libfuse 3.18 trees: about 35 minutes on 2 CPUs"
+    echo "tests/run.sh --full: every test, then the sanitizer and libfuse 3.18 trees:" \
+        "about 35 minutes on 2 CPUs"
 else
     tier="the quick run"
-    echo "tests/run.sh: the quick tier, about 10 minutes on 2 CPUs (tests/run.sh --full runs everything, about 35)"
+    echo "tests/run.sh: the quick tier, about 8 minutes on 2 CPUs" \
+        "(tests/run.sh --full runs everything, about 35)"
 fi
 
 # shellcheck disable=SC2086 # a list of package names
@@ -377,10 +382,11 @@ fi
 # io_uring, libfuse's own request loop), which every kind of test exercises once in the quick
 # selection; the variants left to --full (other backings and alignments for the same dbopt
 # code, more operations, the plain tools run) test the daemon's own code, which is the same in
-# both builds, and run in the main tree (those on plain directories under ASan too). Left out: e2e.mount_command and
-# e2e.umount_wait test the *installed* diofs through mount(8), umount(8) and the helpers in
-# /sbin, which is the 3.14 build above; the cluster test (GlusterFS) uses the same requests as
-# the mount tests, over a backing that is not a local disk.
+# both builds, and run in the main tree (those on plain directories under ASan too). Left
+# out: e2e.mount_command and e2e.umount_wait test the *installed* diofs through mount(8),
+# umount(8) and the helpers in /sbin, which is the 3.14 build above; the cluster test
+# (GlusterFS) uses the same requests as the mount tests, over a backing that is not a local
+# disk.
 if $libfuse318; then
     case "$built_failed" in
     *libfuse-3.18-build* | *fuse318-build*) ;;

@@ -1,8 +1,9 @@
 #include "emergency_teardown.hpp"
 
+#include "mount_fixture.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -109,14 +110,6 @@ std::vector<pid_t> child_pids() {
     return pids;
 }
 
-int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
-    if (type == FTW_DP || type == FTW_D || type == FTW_DNR)
-        ::rmdir(path);  // fails, as it should, where something is still mounted
-    else
-        ::unlink(path);
-    return 0;
-}
-
 [[noreturn]] void tear_down_and_exit(const std::string& why, int status) {
     Registry& r = registry();
     r.mutex.lock();  // for good: see the header
@@ -146,7 +139,7 @@ int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     for (const Entry& e : r.entries)
         if (!e.directory.empty())
-            ::nftw(e.directory.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+            remove_temporary_directory(e.directory);
     std::fflush(stderr);
     std::fflush(stdout);
     ::_exit(status);

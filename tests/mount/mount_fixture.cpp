@@ -125,6 +125,11 @@ std::string make_temporary_directory(const std::string& kind) {
     return pattern;
 }
 
+void remove_temporary_directory(const std::string& dir) {
+    // FTW_MOUNT: never cross into another file system, whatever happened before.
+    ::nftw(dir.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
 DiofsMount::DiofsMount(std::vector<std::string> options) : options_(std::move(options)) {}
 
 void DiofsMount::use_directories(std::string backing, std::string ref) {
@@ -412,8 +417,7 @@ std::string DiofsMount::stop() {
         note(mnt_ + " is still mounted: " + dir_ + " is left in place");
         return problems;
     }
-    // FTW_MOUNT: never cross into another file system, whatever happened above.
-    ::nftw(dir_.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    remove_temporary_directory(dir_);
     return problems;
 }
 

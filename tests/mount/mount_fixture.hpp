@@ -40,6 +40,9 @@ std::string errno_name(int err);
 // 0755 so that the permission tests' other users can reach what is inside. "" on failure, with
 // errno set.
 std::string make_temporary_directory(const std::string& kind);
+// Removes `dir` and what is in it as far as it can, never crossing into a mount (a directory
+// that is still a mount point, or holds one, stays).
+void remove_temporary_directory(const std::string& dir);
 
 class DiofsMount {
 public:
