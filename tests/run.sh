@@ -298,11 +298,11 @@ wanted() {
 if $full; then
     tier="the full run (--full)"
     echo "tests/run.sh --full: every test, then the sanitizer and libfuse 3.18 trees:" \
-        "about 35 minutes on 2 CPUs"
+        "about 30 minutes on 2 CPUs"
 else
     tier="the quick run"
     echo "tests/run.sh: the quick tier, about 8 minutes on 2 CPUs" \
-        "(tests/run.sh --full runs everything, about 35)"
+        "(tests/run.sh --full runs everything, about 30)"
 fi
 
 # shellcheck disable=SC2086 # a list of package names
