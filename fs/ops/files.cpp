@@ -260,7 +260,9 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
         // A close by a lock owner releases its POSIX locks on the file (locks.hpp).
-        filesystem_of(req).inode(ino).posix_locks.release(fi->lock_owner);
+        auto& fs = filesystem_of(req);
+        if (fs.inode(ino).posix_locks.release_owner(fi->lock_owner))
+            fs.lock_waiters().released(ino);
         OpenFile& file = open_file_of(fi);
         drop_kernel_pages(req, ino, file);
         int rv = file.direct ? file.direct->flush() : 0;
@@ -278,7 +280,12 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "release", [&] {
         // Pages a mapping read after the last close, too.
         drop_kernel_pages(req, ino, open_file_of(fi));
-        filesystem_of(req).handles().close(fi->fh);
+        auto& fs = filesystem_of(req);
+        // The last close of the kernel's open file: its OFD locks go, and its flock() with
+        // its backing descriptor.
+        fs.inode(ino).posix_locks.release_file(fi->fh);
+        fs.handles().close(fi->fh);
+        fs.lock_waiters().released(ino);
         reply_status(req, 0);
     });
 }

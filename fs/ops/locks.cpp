@@ -1,5 +1,5 @@
-// Locks: flock() and POSIX record locks, passed to the backing filesystem (locks.hpp). A lock
-// that must be waited for is waited for on a thread of LockWaiters, never on this worker.
+// Locks: flock() and record locks, passed to the backing filesystem (locks.hpp). A lock that
+// must be waited for is waited for by LockWaiters: the request is held back, no thread waits.
 
 #include "diofs/locks.hpp"
 #include "diofs/syscalls.hpp"
@@ -10,52 +10,46 @@
 namespace diofs::ops {
 namespace {
 
-// The lock as the backing file takes it: an open-file-description lock must say pid 0.
-struct flock ofd_lock(const struct flock* lock) {
-    struct flock l = *lock;
-    l.l_pid = 0;
-    return l;
-}
+void on_interrupt(fuse_req_t req, void* waiters) { static_cast<LockWaiters*>(waiters)->interrupt(req); }
 
-// Takes `attempt` at once, or when it must wait and the caller asked to, on a waiting thread;
-// replies its result either way.
-void lock_or_wait(fuse_req_t req, bool sleep, LockWaiters::Attempt attempt) {
+// Takes `attempt` at once, or when it must wait and the caller asked to, holds the request
+// back until LockWaiters has it; replies its result either way.
+void lock_or_wait(fuse_req_t req, fuse_ino_t ino, bool sleep, LockWaiters::Attempt attempt) {
+    auto& waiters = filesystem_of(req).lock_waiters();
     const int rv = attempt();
+    if (rv == 0)
+        waiters.released(ino);  // it may have let go of a range, or shared what was exclusive
     if (!sleep || !LockWaiters::busy(rv))
         return reply_status(req, rv);
-    filesystem_of(req).lock_waiters().wait(
-        std::move(attempt), [req] { return fuse_req_interrupted(req) != 0; },
-        [req](int result) { reply_status(req, result); });
+    waiters.wait({ino, fuse_req_ctx(req)->uid, req}, std::move(attempt),
+                 [req, &waiters, ino](int result) {
+                     if (result == 0)
+                         waiters.released(ino);
+                     reply_status(req, result);
+                 },
+                 // The callback may come at once, on this thread, if the caller was interrupted
+                 // already: it only marks the wait, the waiting thread answers.
+                 [req, &waiters] { fuse_req_interrupt_func(req, on_interrupt, &waiters); });
 }
 
-// The owner's description of the inode's backing file: read and write where the daemon may
-// open it so (the kernel already checked that the caller's descriptor allows the lock's type),
-// else as the caller's descriptor was opened.
-PosixLocks::Descriptor owner_descriptor(Inode& inode, const fuse_file_info* fi, int& error) {
-    return inode.posix_locks.of(
-        fi->lock_owner,
-        [&] {
-            const int fd = sys::open_via_proc(inode.path_fd.get(), O_RDWR | O_NOCTTY);
-            if (fd >= 0 || fd == -ENOENT)
-                return fd;
-            const int flags = sys::status_flags(open_file_of(fi).fd.get());
-            if (flags < 0)
-                return flags;
-            return sys::open_via_proc(inode.path_fd.get(), (flags & O_ACCMODE) | O_NOCTTY);
-        },
-        error);
+// Opens a new description of `inode`'s backing file with `access`, for PosixLocks.
+PosixLocks::Open opener(Inode& inode) {
+    return [&inode](int access) { return sys::open_via_proc(inode.path_fd.get(), access | O_NOCTTY); };
+}
+
+// The access mode (O_RDONLY, O_WRONLY, O_RDWR) the caller opened its file with: its backing
+// descriptor was opened with the same.
+int access_of(const fuse_file_info* fi) {
+    const int flags = sys::status_flags(open_file_of(fi).fd.get());
+    return flags < 0 ? flags : flags & O_ACCMODE;
 }
 
 void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
     guarded(req, "getlk", [&] {
-        int error;
-        PosixLocks::Descriptor fd = owner_descriptor(filesystem_of(req).inode(ino), fi, error);
-        if (!fd)
-            return reply_status(req, error);
-        struct flock l = ofd_lock(lock);
-        if (int rv = sys::fcntl_lock(fd->get(), F_OFD_GETLK, &l); rv < 0)
+        Inode& inode = filesystem_of(req).inode(ino);
+        struct flock l = *lock;
+        if (int rv = inode.posix_locks.test(fi->lock_owner, l, opener(inode)); rv < 0)
             return reply_status(req, rv);
-        l.l_pid = 0;  // the holder may be on another node (OFD locks say -1)
         fuse_reply_lock(req, &l);
     });
 }
@@ -63,29 +57,24 @@ void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
 void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock, int sleep) {
     guarded(req, "setlk", [&] {
         Inode& inode = filesystem_of(req).inode(ino);
-        PosixLocks::Descriptor fd;
-        if (lock->l_type == F_UNLCK) {
-            fd = inode.posix_locks.find(fi->lock_owner);
-            if (!fd)
-                return reply_status(req, 0);  // the owner holds nothing here
-        } else {
-            int error;
-            fd = owner_descriptor(inode, fi, error);
-            if (!fd)
-                return reply_status(req, error);
-        }
-        lock_or_wait(req, sleep != 0, [fd, l = ofd_lock(lock)]() mutable {
-            return sys::fcntl_lock(fd->get(), F_OFD_SETLK, &l);
-        });
+        const int access = access_of(fi);
+        if (access < 0)
+            return reply_status(req, access);
+        // Each try takes the owner's description as it is then: a close by the owner while
+        // the request waits ends the locks it held, not the one it waits for (locks.hpp).
+        lock_or_wait(req, ino, sleep != 0,
+                     [&inode, owner = fi->lock_owner, file = fi->fh, access, l = *lock] {
+                         return inode.posix_locks.set(owner, file, access, l, opener(inode));
+                     });
     });
 }
 
-void flock(fuse_req_t req, fuse_ino_t, fuse_file_info* fi, int op) {
+void flock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op) {
     guarded(req, "flock", [&] {
         // The open file outlives the wait: the kernel releases it only after this request.
         const int fd = open_file_of(fi).fd.get();
         const bool sleep = !(op & (LOCK_NB | LOCK_UN));
-        lock_or_wait(req, sleep, [fd, op = op | LOCK_NB] { return sys::flock(fd, op); });
+        lock_or_wait(req, ino, sleep, [fd, op = op | LOCK_NB] { return sys::flock(fd, op); });
     });
 }
 

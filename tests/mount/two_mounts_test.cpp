@@ -16,6 +16,7 @@
 // Between processes of one mount, POSIX locks keep their per-process semantics: one process's
 // locks through two descriptors merge, and closing either releases them.
 
+#include "lock_support.hpp"
 #include "mount_fixture.hpp"
 #include "test_support.hpp"
 
@@ -35,42 +36,6 @@ namespace diofs_test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// fcntl F_SETLK (or F_SETLKW) of [start, start + len) as `type`: 0 or the errno.
-int posix_lock(int fd, short type, off_t start, off_t len, int cmd = F_SETLK) {
-    struct flock l{};
-    l.l_type = type;
-    l.l_whence = SEEK_SET;
-    l.l_start = start;
-    l.l_len = len;
-    return ::fcntl(fd, cmd, &l) == 0 ? 0 : errno;
-}
-
-bool held_elsewhere(int err) { return err == EAGAIN || err == EACCES || err == EWOULDBLOCK; }
-
-// flock(fd, op | LOCK_NB), tried for up to 5 s: a flock() goes when the kernel releases the open
-// file after its last close, which FUSE sends without waiting for it (RELEASE is asynchronous),
-// so the holder's close() may return a moment before. 0 or the last errno.
-int flock_soon(int fd, int op) {
-    int err = 0;
-    for (int i = 0; i < 500; ++i) {
-        if (::flock(fd, op | LOCK_NB) == 0)
-            return 0;
-        err = errno;
-        std::this_thread::sleep_for(10ms);
-    }
-    return err;
-}
-
-// Runs `body` in a child process and returns its exit status (or 128 + signal).
-int in_child(const std::function<int()>& body) {
-    const pid_t pid = ::fork();
-    if (pid == 0)
-        ::_exit(body());
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Two mounts, "A" and "B", of one backing directory, with the same options.
 class TwoMounts : public ::testing::TestWithParam<std::vector<std::string>> {
