@@ -165,10 +165,11 @@ std::string stats_table(std::string_view text) {
         const Json& o = at(j, "options");
         // No PID for a reader who is neither root nor the mount's owner (StatsView).
         const Json& pid = at(mount, "pid");
+        const std::string shown_pid =
+            pid.is_null() ? "" : fmt::format(", pid {}", pid.get<uint64_t>());
         std::string out = fmt::format("diofs {} (libfuse {}){}: {} on {}\n",
                                       at(mount, "version").get<std::string>(),
-                                      at(mount, "libfuse").get<std::string>(),
-                                      pid.is_null() ? "" : fmt::format(", pid {}", pid.get<uint64_t>()),
+                                      at(mount, "libfuse").get<std::string>(), shown_pid,
                                       at(mount, "source").get<std::string>(),
                                       at(mount, "mountpoint").get<std::string>());
         const bool dbopt = at(o, "dbopt").get<bool>();

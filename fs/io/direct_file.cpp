@@ -319,7 +319,8 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
         std::optional<AsCredentials> as_writer;
         if (who)
             as_writer.emplace(*who);
-        if (change.resize([&] { return out.io_->clone_from(*in.io_, off_in, want, off_out); }) == 0) {
+        const auto clone = [&] { return out.io_->clone_from(*in.io_, off_in, want, off_out); };
+        if (change.resize(clone) == 0) {
             as_writer.reset();
             change.size_changed(*out.io_, out_size);
             // The clone cleared setuid and setgid as a write does (for this writer).

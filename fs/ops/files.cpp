@@ -309,7 +309,8 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
             rv = sys::fstat(file.fd.get(), &before);
             if (rv == 0) {
                 CallerCredentials as_caller(req);
-                rv = change.resize([&] { return sys::fallocate(file.fd.get(), mode, offset, length); });
+                rv = change.resize(
+                    [&] { return sys::fallocate(file.fd.get(), mode, offset, length); });
             }
             // Zeroing and punching go through the page cache at partial blocks; under dbopt
             // those pages, and the ends of file, are dropped.

@@ -162,7 +162,10 @@ umount_state() {
     local child
     pid_alive "$1" || { echo ended; return; }
     for child in $(pgrep -P "$1" -x umount || true); do
-        [[ $(cat "/proc/$child/wchan" 2>/dev/null) == request_wait_answer ]] && { echo waiting; return; }
+        if [[ $(cat "/proc/$child/wchan" 2>/dev/null) == request_wait_answer ]]; then
+            echo waiting
+            return
+        fi
     done
     return 0
 }
@@ -179,7 +182,8 @@ if [[ $(umount_state "$umounting") == waiting ]]; then
 else
     note "information: plain umount did not wait for the stopped daemon (util-linux newer than 2.38?)"
 fi
-wait_until 60 pid_gone "$umounting" || fail "umount $mnt still runs 60 s after its connection was aborted"
+wait_until 60 pid_gone "$umounting" ||
+    fail "umount $mnt still runs 60 s after its connection was aborted"
 status=0
 wait "$umounting" || status=$?
 err=$(cat "$E2E_TMP/umount.err")
@@ -197,8 +201,10 @@ odd="$E2E_TMP/odd name"$'\t''tab'$'\n''newline\backslash'
 mkdir "$odd"
 mount_diofs "$odd"
 err=$(timeout 60 umount -v "$odd" 2>&1) || fail "umount of the oddly named mount point failed: $err"
-assert_contains "$err" "waiting for diofs (pid $DAEMON_PID) to exit" "umount -v of the oddly named mount point"
-pid_gone "$DAEMON_PID" || fail "the daemon (pid $DAEMON_PID) still runs when umount of the oddly named mount returned"
+assert_contains "$err" "waiting for diofs (pid $DAEMON_PID) to exit" \
+    "umount -v of the oddly named mount point"
+pid_gone "$DAEMON_PID" ||
+    fail "the daemon (pid $DAEMON_PID) still runs when umount of the oddly named mount returned"
 [[ ! -e "$LOCK" ]] || fail "$LOCK is still there after the daemon exited"
 not_mounted "$odd" || fail "the oddly named mount point is still mounted"
 ok "a mount point named with a space, a tab, a newline and a backslash: umount waits for the daemon"
