@@ -93,7 +93,11 @@ void flatten(const Json& j, const std::string& path, std::string& out) {
 
 }  // namespace
 
-std::string stats_json(Filesystem& fs) {
+StatsView stats_view_for(uid_t uid) {
+    return uid == 0 || uid == ::getuid() ? StatsView::full : StatsView::public_only;
+}
+
+std::string stats_json(Filesystem& fs, StatsView view) {
     const Counters& c = counters();
     const Options& o = fs.options();
     Json j;
@@ -133,9 +137,10 @@ std::string stats_json(Filesystem& fs) {
                        {"window_drops", pages ? pages->drops_made() : 0}};
     j["devices"] = o.dbopt ? devices_json(fs) : Json::array();
     j["options"] = options_json(o, pages);
-    j["mount"] = {{"source", o.source},
+    const bool full = view == StatsView::full;
+    j["mount"] = {{"source", full ? o.source : o.fsname.value_or(o.source)},
                   {"mountpoint", o.mountpoint},
-                  {"pid", ::getpid()},
+                  {"pid", full ? Json(::getpid()) : Json(nullptr)},
                   {"version", DIOFS_VERSION},
                   {"libfuse", fmt::format("{}.{}", fuse_version() / 100, fuse_version() % 100)}};
     // Paths need not be UTF-8: their odd bytes are replaced, not refused.
@@ -158,10 +163,13 @@ std::string stats_table(std::string_view text) {
     try {
         const Json& mount = at(j, "mount");
         const Json& o = at(j, "options");
-        std::string out = fmt::format("diofs {} (libfuse {}), pid {}: {} on {}\n",
+        // No PID for a reader who is neither root nor the mount's owner (StatsView).
+        const Json& pid = at(mount, "pid");
+        const std::string shown_pid =
+            pid.is_null() ? "" : fmt::format(", pid {}", pid.get<uint64_t>());
+        std::string out = fmt::format("diofs {} (libfuse {}){}: {} on {}\n",
                                       at(mount, "version").get<std::string>(),
-                                      at(mount, "libfuse").get<std::string>(),
-                                      number(mount, "pid"),
+                                      at(mount, "libfuse").get<std::string>(), shown_pid,
                                       at(mount, "source").get<std::string>(),
                                       at(mount, "mountpoint").get<std::string>());
         const bool dbopt = at(o, "dbopt").get<bool>();

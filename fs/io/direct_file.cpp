@@ -168,6 +168,18 @@ WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t
 void DirectFile::give_back_room(bool releasing) {
     // Under the file's own lock (no write of it can take bytes into room that is going), then
     // the inode's reservations, then its writeouts (the end of file stays where it is).
+    //
+    // The size read below is still the size when the file is truncated to it, so the truncate
+    // frees only the room past the end and undoes no resize: every change made through the
+    // mount that can move the end of file holds `writing` for its system call, as this does
+    // from the stat to the truncate. Writes: write_now (strict writes, and the writeouts of
+    // every open file of the inode). Truncates (setattr, an open with O_TRUNC), fallocate and
+    // clones into the file: InodeIo::OtherChange::resize. So each lands wholly before the stat
+    // (and is seen by it) or wholly after the truncate. The kernel orders none of this for us:
+    // FLUSH and RELEASE come without the inode's lock. A resize made beside the mount (a
+    // program in the backing directory, another node of a cluster) is ordered by no lock of
+    // this daemon; landing in the microseconds between the two calls, it would be undone
+    // (docs/design.md, "Limits in detail").
     write_behind_->give_back_room([&] {
         std::lock_guard lock(inode_.reserving);
         if (releasing)
@@ -307,7 +319,8 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
         std::optional<AsCredentials> as_writer;
         if (who)
             as_writer.emplace(*who);
-        if (out.io_->clone_from(*in.io_, off_in, want, off_out) == 0) {
+        const auto clone = [&] { return out.io_->clone_from(*in.io_, off_in, want, off_out); };
+        if (change.resize(clone) == 0) {
             as_writer.reset();
             change.size_changed(*out.io_, out_size);
             // The clone cleared setuid and setgid as a write does (for this writer).

@@ -38,7 +38,8 @@ timespec time_to_set(int valid, int set_bit, int now_bit, const timespec& value)
 
 // Applies each change the kernel asks for, as the caller, in the order chmod, chown,
 // truncate, utimes; stops at the first error, which is what the caller sees.
-int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_file_info* fi) {
+int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_file_info* fi,
+                  const InodeIo::OtherChange& change) {
     const int path_fd = inode.path_fd.get();
     const int file_fd = fi ? open_file_of(fi).fd.get() : -1;
     int rv = 0;
@@ -50,7 +51,10 @@ int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_f
         rv = sys::fchown_path_fd(path_fd, uid, gid);
     }
     if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
-        rv = fi ? sys::ftruncate(file_fd, attr.st_size) : sys::truncate_path_fd(path_fd, attr.st_size);
+        rv = change.resize([&] {
+            return fi ? sys::ftruncate(file_fd, attr.st_size)
+                      : sys::truncate_path_fd(path_fd, attr.st_size);
+        });
     if (rv == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                              FUSE_SET_ATTR_MTIME_NOW))) {
         const timespec times[2] = {
@@ -96,7 +100,7 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
     const uint64_t old_size = static_cast<uint64_t>(st.st_size);
     if (rv == 0) {
         CallerCredentials as_caller(req);
-        rv = apply_setattr(inode, attr, valid, fi);
+        rv = apply_setattr(inode, attr, valid, fi, change);
     }
     if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
         fs.after_size_change(inode, fi, change, old_size);

@@ -52,11 +52,13 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
 int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
     // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
     // read-ahead is dropped, as for a truncate through setattr.
-    std::optional<InodeIo::OtherChange> truncating;
+    auto open = [&] {
+        CallerCredentials as_caller(req);
+        return sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
+    };
     if (fi->flags & O_TRUNC)
-        truncating.emplace(inode.io);
-    CallerCredentials as_caller(req);
-    return sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
+        return InodeIo::OtherChange(inode.io).resize(open);
+    return open();
 }
 
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -314,7 +316,8 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
             rv = sys::fstat(file.fd.get(), &before);
             if (rv == 0) {
                 CallerCredentials as_caller(req);
-                rv = sys::fallocate(file.fd.get(), mode, offset, length);
+                rv = change.resize(
+                    [&] { return sys::fallocate(file.fd.get(), mode, offset, length); });
             }
             // Zeroing and punching go through the page cache at partial blocks; under dbopt
             // those pages, and the ends of file, are dropped.

@@ -3,7 +3,8 @@
 // No *xattr() call takes an O_PATH descriptor, so these go through /proc/self/fd.
 // user.diofs.stats of the mount's root is the daemon's own (stats.hpp): read-only (EPERM to
 // set or remove it) and not listed, so that copies of the tree (cp -a, rsync -X, tar --xattrs)
-// do not take it along.
+// do not take it along; the backing path and the daemon's PID in it only for root and the
+// mount's owner (StatsView).
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/stats.hpp"
@@ -46,7 +47,8 @@ constexpr size_t kStatsSlack = 1024;
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     guarded(req, "getxattr", [&] {
         if (is_stats(ino, name)) {
-            const std::string stats = stats_json(filesystem_of(req));
+            const std::string stats =
+                stats_json(filesystem_of(req), stats_view_for(fuse_req_ctx(req)->uid));
             return reply_xattr_value(req, size, [&](char* buf, size_t len) -> ssize_t {
                 if (!buf)
                     return static_cast<ssize_t>(stats.size() + kStatsSlack);

@@ -68,7 +68,17 @@ public:
     // change counted (Change). size_changed() after a change that can move the end of file.
     class OtherChange {
     public:
-        explicit OtherChange(InodeIo& io) : change_((io.before_change(), io)) {}
+        explicit OtherChange(InodeIo& io) : io_(io), change_((io.before_change(), io)) {}
+        // Runs `resize`, the system call that may move the end of file (ftruncate, truncate,
+        // an open with O_TRUNC, fallocate, a clone into the file), under `writing`: it lands
+        // wholly before or wholly after any write to the backing file through the mount, and
+        // any give-back of reserved room, which reads the size and truncates to it
+        // (DirectFile::give_back_room). `resize` makes system calls only: it takes no lock.
+        template <typename Resize>
+        auto resize(Resize&& resize) const {
+            std::lock_guard one_at_a_time(io_.writing);
+            return resize();
+        }
         // After the change succeeded, `fd` being any descriptor of the backing file, whose size
         // was `old_size` before it: the pages the filesystem zeroed through the page cache at
         // the old and the new end of file are dropped (posix_backing_io.hpp).
@@ -77,6 +87,7 @@ public:
         void size_changed(BackingIo& file, uint64_t old_size) const;
 
     private:
+        InodeIo& io_;
         Change change_;
     };
     [[nodiscard]] OtherChange other_change() { return OtherChange(*this); }
@@ -115,6 +126,11 @@ public:
     // open files writing out at once could move the end of file between the two, leaving the
     // page the filesystem zeroed there cached. The kernel serializes the writes of one FUSE
     // inode anyway (FUSE direct writes hold the inode lock); this covers the writeouts.
+    // The other changes that may move the end of file take it too, around their system call
+    // only (OtherChange::resize), so that DirectFile::give_back_room, which reads the size and
+    // truncates the file to it under this lock, never undoes a resize made through the mount.
+    // Taken after `reserving` (give_back_room), and never while a file's WriteBehind lock is
+    // waited for: its holder may be waiting for this one.
     std::mutex writing;
 
     // Room reserved in the backing file for writes held back (DirectFile::reserve): past the

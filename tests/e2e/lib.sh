@@ -217,6 +217,39 @@ our_leftover_daemons() {
     return 0
 }
 
+# stop_daemon PID MOUNTPOINT: SIGSTOP a daemon the test started (a wedged daemon, for a test).
+# Until resume_daemon PID, every request to it waits, and so would the cleanup's umount: the
+# cleanup first aborts the connection of MOUNTPOINT's mount (found in mountinfo; the mount point
+# is never stat'ed) and sends the daemon SIGCONT.
+E2E_STOPPED=()  # "PID MAJOR:MINOR" of each daemon the test stopped
+stop_daemon() {
+    local pid=$1 device
+    device=$(M=$(e2e_mountinfo_escape "$2") awk '$5 == ENVIRON["M"] { d = $3 } END { print d }' \
+        /proc/self/mountinfo)
+    [[ -n "$device" ]] || fail "stop_daemon: nothing is mounted on $2"
+    E2E_STOPPED+=("$pid $device")
+    kill -STOP "$pid"
+}
+resume_daemon() {
+    local i
+    kill -CONT "$1"
+    for i in "${!E2E_STOPPED[@]}"; do
+        [[ ${E2E_STOPPED[i]%% *} == "$1" ]] && unset 'E2E_STOPPED[i]'
+    done
+    return 0
+}
+
+# fuse_abort_connection MAJOR:MINOR: abort the FUSE connection of the mount with that device
+# (fusectl's abort, mounted here if it is not): every request waiting for the daemon fails at
+# once (ECONNABORTED), and the mount can be unmounted whatever its daemon does.
+fuse_abort_connection() {
+    local connections=/sys/fs/fuse/connections
+    # Mounted by systemd at boot; left mounted when mounted here (another test may be using it).
+    mountpoint -q "$connections" || mount -t fusectl none "$connections" || return 1
+    [[ -e "$connections/${1#*:}/abort" ]] || return 1
+    echo 1 >"$connections/${1#*:}/abort"
+}
+
 # track_mount PATH / track_pid PID: let the cleanup trap undo a mount or process the test
 # caused by other means than diofs_mount (mount(8), the daemonized diofs...).
 track_mount() { E2E_MOUNTS+=("$1"); }
@@ -398,6 +431,13 @@ e2e_cleanup() {
             tail -n 20 "$log" | sed 's/^/  | /' >&2
         done
     fi
+    # A daemon the test stopped would make the unmounts below wait for good.
+    local stopped
+    for stopped in "${E2E_STOPPED[@]}"; do
+        fuse_abort_connection "${stopped#* }" 2>/dev/null ||
+            note "cleanup: cannot abort the FUSE connection ${stopped#* }"
+        is_our_process "${stopped%% *}" && kill -CONT "${stopped%% *}" 2>/dev/null
+    done
     # Newest mount first: a mount may sit inside another one.
     for ((i = ${#E2E_MOUNTS[@]} - 1; i >= 0; i--)); do
         e2e_unmount_quietly "${E2E_MOUNTS[i]}"

@@ -493,6 +493,46 @@ long long stats_value(const std::string& log, const std::string& key) {
     return std::strtoll(log.c_str() + at + key.size() + 2, nullptr, 10);
 }
 
+// A close gives back the room a stream reserved past the end of the file by truncating the
+// file to the size it reads: a truncate through the mount landing between the two would be
+// undone (DirectFile::give_back_room, which holds the inode's `writing` lock from the one to
+// the other, as every resize through the mount does for its system call). Tried hard: 400
+// rounds of a stream of held writes whose close races, started at the same instant, a
+// truncate(2) by path that extends the file past all of it; the file always ends as long as
+// the truncate made it, whichever came first.
+TEST(DbOptStreamingResize, AnExtendingTruncateRacingACloseIsNeverUndone) {
+    DIOFS_REQUIRE_FUSE();
+    DiofsMount m({"dbopt"});
+    ASSERT_EQ(m.start(), "");
+    const std::string path = m.mnt() + "/racing";
+    const std::string backing = m.backing() + "/racing";
+    const std::string data = bytes(320 << 10, 77);
+    constexpr long long kExtended = 8 << 20;
+    for (int round = 0; round < 400; ++round) {
+        Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        ASSERT_TRUE(fd) << errno_name(errno);
+        for (size_t at = 0; at < data.size(); at += 65536)  // held back, reserving ahead
+            ASSERT_EQ(::write(fd.get(), data.data() + at, 65536), 65536) << errno_name(errno);
+        std::atomic<int> ready{0};
+        int truncated = 0;
+        std::thread resizer([&] {
+            ready.fetch_add(1);
+            while (ready.load() < 2) {
+            }
+            truncated = ::truncate(path.c_str(), kExtended) == 0 ? 0 : errno;
+        });
+        ready.fetch_add(1);
+        while (ready.load() < 2) {
+        }
+        const auto closed = fd.close();
+        resizer.join();
+        ASSERT_TRUE(closed.ok()) << "round " << round;
+        ASSERT_EQ(truncated, 0) << "round " << round << ": " << errno_name(truncated);
+        ASSERT_EQ(size_of(backing), kExtended)
+            << "round " << round << ": the truncate was undone by the close's give-back";
+    }
+}
+
 // Eight streams at once (four writers, four readers) on a mount with 4 MiB of buffers: the
 // memory used for read-ahead and coalescing never goes over the limit (a file that finds none
 // reads and writes directly), every byte is right, and once the files are closed every buffer

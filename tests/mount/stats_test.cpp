@@ -230,4 +230,37 @@ TEST_F(Stats, CommandAndSignalShowTheSameNumbers) {
     EXPECT_NE(line.find(" page_cache.resident_after_drop=0 "), std::string::npos) << line;
 }
 
+// The backing path and the daemon's PID are for root and the mount's owner: another user sees
+// the source as /proc/mounts shows it (fsname=) and no PID, through getxattr and `diofs stats`
+// alike, and the same figures.
+TEST_F(Stats, AnotherUserSeesNeitherTheBackingPathNorThePid) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "fsname=archive-of-the-test"});
+    ASSERT_NO_FATAL_FAILURE(write_file("f", kFileSize, 1));
+    const Json mine = stats_when_closed();
+    EXPECT_EQ(mine["mount"]["source"], mount().backing());
+    EXPECT_EQ(mine["mount"]["pid"], mount().pid());
+
+    // setpriv(1): the command as uid and gid 65534 (nobody), without supplementary groups.
+    const std::vector<std::string> as_nobody = {"setpriv", "--reuid=65534", "--regid=65534",
+                                                "--clear-groups", DIOFS_BINARY, "stats",
+                                                mount().mnt()};
+    std::string out;
+    std::vector<std::string> json_command = as_nobody;
+    json_command.push_back("--json");
+    ASSERT_EQ(run_command(json_command, &out), 0) << out;
+    const Json theirs = Json::parse(out);
+    EXPECT_EQ(theirs["mount"]["source"], "archive-of-the-test");
+    EXPECT_TRUE(theirs["mount"]["pid"].is_null()) << theirs["mount"];
+    EXPECT_EQ(theirs["mount"]["mountpoint"], mount().mnt());
+    EXPECT_EQ(theirs["written"], mine["written"]);
+    EXPECT_EQ(out.find(mount().backing()), std::string::npos) << out;
+
+    ASSERT_EQ(run_command(as_nobody, &out), 0) << out;
+    EXPECT_NE(out.find("): archive-of-the-test on " + mount().mnt() + "\n"), std::string::npos)
+        << out;
+    EXPECT_EQ(out.find(mount().backing()), std::string::npos) << out;
+    EXPECT_EQ(out.find(", pid "), std::string::npos) << out;
+    EXPECT_NE(out.find("8.0 MiB"), std::string::npos) << out;
+}
+
 }  // namespace

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <random>
 #include <string>
@@ -246,6 +247,42 @@ TEST_F(DirectFileTest, TheLastCloseGivesBackTheRoomReservedPastTheEndAndKeepsThe
     EXPECT_EQ(a.file->contents().size(), 20u);
     f.reset();
     EXPECT_EQ(a.file->truncates().size(), 1u) << "nothing left to give back at release";
+}
+
+// A resize through the mount (a truncate, an open with O_TRUNC, fallocate, a clone:
+// InodeIo::OtherChange::resize) that comes while a close gives back the room reserved past the
+// end waits until the give-back has truncated the file to the size it read: landing between
+// the two, it would be undone (the file cut back to 20 bytes here). The resize is started
+// once the give-back's stat has read the size; it cannot end until the give-back is done, so
+// the stat returns after waiting a while in vain (without the lock, the resize ends at once,
+// and the give-back then truncates to the size it read).
+TEST_F(DirectFileTest, AResizeThroughTheMountIsNeverUndoneByAGiveBack) {
+    auto f = open(a, true);
+    ASSERT_EQ(write(*f, pattern(10, 6), 0), 10);
+    ASSERT_EQ(write(*f, pattern(10, 7), 10), 10);
+    f->settle();
+    ASSERT_GT(a.file->allocated_end(), 20u) << "the stream reserved nothing ahead of itself";
+
+    MemoryBackingIo other(a.file);  // another descriptor of the file, not reserving
+    std::thread resizer;
+    std::promise<void> resized;
+    {
+        // Its pending writes out (none), as setattr does before it truncates.
+        const InodeIo::OtherChange change(a.inode);
+        a.file->after_next_stat([&] {
+            resizer = std::thread([&] {
+                change.resize([&] { return other.truncate(40); });
+                resized.set_value();
+            });
+            resized.get_future().wait_for(std::chrono::milliseconds(200));
+        });
+        EXPECT_EQ(f->flush(), 0);
+        ASSERT_TRUE(resizer.joinable()) << "the give-back read no size";
+        resizer.join();
+    }
+    EXPECT_EQ(a.file->truncates(), (std::vector<uint64_t>{20, 40}))
+        << "the resize landed between the give-back's stat and its truncate";
+    EXPECT_EQ(a.file->contents().size(), 40u);
 }
 
 TEST_F(DirectFileTest, ACopySharesExtentsWhereTheBackingCan) {

@@ -17,11 +17,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace diofs {
@@ -121,6 +123,12 @@ public:
     // The device under the file (nothing: transfers take no time and are not watched). Set
     // before the file is opened.
     std::shared_ptr<DeviceModel> device;
+    // Called once by the next stat(), after it has read the size, outside the file's lock: a
+    // test's way into the moment between a read of the size and what is done with it.
+    void after_next_stat(std::function<void()> call) {
+        std::lock_guard lock(mutex);
+        after_stat = std::move(call);
+    }
     // The sizes truncate() was called with, in order.
     std::vector<uint64_t> truncates() const {
         std::lock_guard lock(mutex);
@@ -141,6 +149,7 @@ public:
     int reserve_error = 0;
     bool can_clone = true;
     std::vector<uint64_t> truncated_to;
+    std::function<void()> after_stat;
 
     // The error of a write or reservation that ends at `end`, 0 if none.
     int refusal(uint64_t end, bool writing) const {
@@ -225,8 +234,14 @@ public:
     bool is_direct() const override { return true; }
 
     int stat(Status& out) override {
-        std::lock_guard lock(file_->mutex);
-        out = {file_->data.size(), file_->mode_bits, file_->modified};
+        std::function<void()> after;
+        {
+            std::lock_guard lock(file_->mutex);
+            out = {file_->data.size(), file_->mode_bits, file_->modified};
+            after = std::exchange(file_->after_stat, nullptr);
+        }
+        if (after)
+            after();
         return 0;
     }
 

@@ -7,6 +7,7 @@
 #include "diofs/stats.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,6 +20,8 @@
 namespace diofs {
 namespace {
 
+using Json = nlohmann::json;
+
 class StatsTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -28,7 +31,7 @@ protected:
     }
     void TearDown() override { ::rmdir(dir_.c_str()); }
 
-    std::string json_of(Options options) {
+    std::string json_of(Options options, StatsView view = StatsView::full) {
         options.source = dir_;
         options.mountpoint = "/mnt/somewhere";
         int fd = ::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -36,7 +39,7 @@ protected:
         struct stat st;
         EXPECT_EQ(::fstat(fd, &st), 0);
         Filesystem fs(options, UniqueFd(fd), st);
-        return stats_json(fs);
+        return stats_json(fs, view);
     }
 
     std::string dir_;
@@ -68,6 +71,34 @@ TEST_F(StatsTest, TheLogLineAndTheTableSayWhatTheJsonSays) {
               std::string::npos)
         << table;
     EXPECT_NE(table.find("device              "), std::string::npos) << table;
+}
+
+// Root and the mount's owner see the backing path and the PID; anyone else the source as
+// /proc/mounts shows it (fsname= when given) and no PID, in the JSON and in the table.
+TEST_F(StatsTest, OnlyRootAndTheOwnerSeeTheBackingPathAndThePid) {
+    EXPECT_EQ(stats_view_for(0), StatsView::full);
+    EXPECT_EQ(stats_view_for(::getuid()), StatsView::full);
+    EXPECT_EQ(stats_view_for(::getuid() + 1), StatsView::public_only);
+
+    Options options;
+    options.fsname = "archive";
+    const Json full = Json::parse(json_of(options));
+    EXPECT_EQ(full["mount"]["source"], dir_);
+    EXPECT_EQ(full["mount"]["pid"], ::getpid());
+    const Json shown = Json::parse(json_of(options, StatsView::public_only));
+    EXPECT_EQ(shown["mount"]["source"], "archive");
+    EXPECT_TRUE(shown["mount"]["pid"].is_null()) << shown["mount"];
+    EXPECT_EQ(shown["mount"]["mountpoint"], "/mnt/somewhere");
+    EXPECT_EQ(shown["written"], full["written"]) << "the figures are everybody's";
+    const std::string table = stats_table(shown.dump());
+    EXPECT_NE(table.find("): archive on /mnt/somewhere\n"), std::string::npos) << table;
+    EXPECT_EQ(table.find(dir_), std::string::npos) << table;
+    EXPECT_EQ(table.find("pid"), std::string::npos) << table;
+
+    // Without fsname=, /proc/mounts shows SOURCE's absolute path to everybody anyway.
+    const Json plain = Json::parse(json_of(Options{}, StatsView::public_only));
+    EXPECT_EQ(plain["mount"]["source"], dir_);
+    EXPECT_TRUE(plain["mount"]["pid"].is_null());
 }
 
 TEST_F(StatsTest, AMountWithoutDboptHasNoDevicesAndNoPool) {
