@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <system_error>
 #include <utility>
 
 namespace diofs {
@@ -158,7 +159,7 @@ size_t PosixLocks::owners() const {
 bool LockWaiters::busy(int rv) { return rv == -EAGAIN || rv == -EACCES || rv == -EWOULDBLOCK; }
 
 LockWaiters::LockWaiters(std::chrono::milliseconds first, std::chrono::milliseconds longest)
-    : first_pause_(first), longest_pause_(longest), thread_([this] { run(); }) {}
+    : first_pause_(first), longest_pause_(longest) {}
 
 void LockWaiters::wait(Who who, Attempt attempt, Done done, const std::function<void()>& armed) {
     std::list<Waiter>::iterator it;
@@ -178,6 +179,20 @@ void LockWaiters::wait(Who who, Attempt attempt, Done done, const std::function<
                              "{} each), all users for {} (at most {}); logged once",
                              who.user, users, kMostPerUser, all, kMostWaiting);
             return done(-ENOLCK);
+        }
+        // Started by the first wait, not before: a daemon that forks into the background
+        // after the Filesystem is made would leave it behind in the parent.
+        if (!thread_.joinable()) {
+            try {
+                thread_ = std::thread([this] { run(); });
+            } catch (const std::system_error& e) {
+                if (mine == 0)
+                    per_user_.erase(who.user);
+                lock.unlock();
+                spdlog::error("lock wait refused with ENOLCK: cannot start the thread that "
+                              "waits for locks ({})", e.what());
+                return done(-ENOLCK);  // nothing kept: the next wait tries again
+            }
         }
         ++mine;
         ++per_key_[who.key];

@@ -189,7 +189,7 @@ private:
     const std::chrono::milliseconds first_pause_, longest_pause_;
     bool stopping_ = false;
     bool warned_ = false;  // of ENOLCK, logged once
-    std::thread thread_;  // last: started once the rest is ready
+    std::thread thread_;  // started by the first wait
 };
 
 }  // namespace diofs

@@ -98,8 +98,19 @@ read -r _ peak _ after _ bytes <<<"$window"
 assert_eq $((32 << 20)) "$bytes" "bytes read through the daemonized mount ($window)"
 ((peak > 0 && peak <= 256)) || fail "pages of a file being read: at most $peak, not 1-256 ($window)"
 assert_eq 0 "$after" "pages left after the close ($window)"
+# ... and waits for locks: a blocking flock(1) waits for its holder and then has the lock
+# (what waits is started in the daemon's background process, not left in the parent).
+: >"$mnt/locked"
+flock -x "$mnt/locked" -c "touch '$E2E_TMP/held'; sleep 1" &
+holder=$!
+for _ in $(seq 100); do [[ -e $E2E_TMP/held ]] && break; sleep 0.1; done
+[[ -e $E2E_TMP/held ]] || fail "flock(1) did not take the lock through the daemonized mount"
+status=0
+timeout 30 flock -x "$mnt/locked" -c true || status=$?
+wait "$holder"
+assert_eq 0 "$status" "exit status of a blocking flock(1) while another holds the lock (124: it never got it)"
 unmounted_and_ended "$mnt" "$DAEMON_PID"
-ok "mount -t fuse.diofs SRC MNT -o dbopt; findmnt; files pass; a reader's pages stay in the window ($window); umount ends the daemon"
+ok "mount -t fuse.diofs SRC MNT -o dbopt; findmnt; files pass; a reader's pages stay in the window ($window); a blocking flock waits and gets the lock; umount ends the daemon"
 
 # --- refused mounts --------------------------------------------------------------------------
 refused_mount() {  # NEEDLE MOUNT-ARGS...
