@@ -390,6 +390,11 @@ int run_daemon(const Options& given) {
                          options.source, to_string(root.source));
     }
 
+    // Here, after the fork into the background: a thread started before would stay behind.
+    if (const int error = fs.lock_waiters().start(); error != 0)
+        spdlog::warn("cannot start the thread that waits for locks ({}): blocking locks are "
+                     "refused with ENOLCK until it can",
+                     std::strerror(error));
     int rv;
     {
         StatsReporter stats(fs);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 #include <utility>
 
@@ -180,17 +181,18 @@ void LockWaiters::wait(Who who, Attempt attempt, Done done, const std::function<
                              who.user, users, kMostPerUser, all, kMostWaiting);
             return done(-ENOLCK);
         }
-        // Started by the first wait, not before: a daemon that forks into the background
-        // after the Filesystem is made would leave it behind in the parent.
+        // Started by start(), or here (unit tests; or start() could not): never before the
+        // daemon has forked into the background, which would leave it behind in the parent.
         if (!thread_.joinable()) {
-            try {
-                thread_ = std::thread([this] { run(); });
-            } catch (const std::system_error& e) {
+            if (const int error = start_locked(); error != 0) {
                 if (mine == 0)
                     per_user_.erase(who.user);
+                const bool first = !std::exchange(warned_no_thread_, true);
                 lock.unlock();
-                spdlog::error("lock wait refused with ENOLCK: cannot start the thread that "
-                              "waits for locks ({})", e.what());
+                if (first)
+                    spdlog::error("lock waits refused with ENOLCK: cannot start the thread that "
+                                  "waits for locks ({}); logged once",
+                                  std::strerror(error));
                 return done(-ENOLCK);  // nothing kept: the next wait tries again
             }
         }
@@ -210,6 +212,20 @@ void LockWaiters::wait(Who who, Attempt attempt, Done done, const std::function<
         it->next = std::chrono::steady_clock::now();
     }
     wake_.notify_one();
+}
+
+int LockWaiters::start() {
+    std::lock_guard lock(mutex_);
+    return thread_.joinable() ? 0 : start_locked();
+}
+
+int LockWaiters::start_locked() {
+    try {
+        thread_ = std::thread([this] { run(); });
+        return 0;
+    } catch (const std::system_error& e) {
+        return e.code().value() ? e.code().value() : EAGAIN;
+    }
 }
 
 void LockWaiters::interrupt(const void* id) {

@@ -155,6 +155,11 @@ public:
     // Whether `rv` from an attempt means that the lock is held elsewhere.
     static bool busy(int rv);
 
+    // Starts the waiting thread (once the daemon runs where it will go on running: after it
+    // forked into the background): 0, or the errno of the failed start. A wait starts it too
+    // when it has not started.
+    int start();
+
     // Keeps `attempt` until it is not busy, then calls `done` with its result (on the waiting
     // thread); or with -ENOLCK at once, past the budget. `armed` runs before the first retry,
     // on this thread (to register for interrupts): the wait is not answered before it returns.
@@ -179,6 +184,7 @@ private:
         std::chrono::milliseconds pause{};
     };
     void run();
+    int start_locked();
 
     mutable std::mutex mutex_;  // guards all below
     std::condition_variable wake_;
@@ -188,8 +194,9 @@ private:
     std::unordered_set<uint64_t> woken_;             // keys let go since the last pass
     const std::chrono::milliseconds first_pause_, longest_pause_;
     bool stopping_ = false;
-    bool warned_ = false;  // of ENOLCK, logged once
-    std::thread thread_;  // started by the first wait
+    bool warned_ = false;            // of ENOLCK past the budget, logged once
+    bool warned_no_thread_ = false;  // of ENOLCK for want of the thread, logged once
+    std::thread thread_;  // started by start() or the first wait
 };
 
 }  // namespace diofs
