@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
 #include <sys/sysmacros.h>
 
 #include <algorithm>
@@ -14,11 +15,42 @@
 
 namespace diofs {
 
+namespace {
+
+// The daemon's descriptor limit now (after raise_descriptor_limit), 0 when unknown.
+uint64_t descriptor_limit() {
+    rlimit limit;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return 0;
+    return limit.rlim_cur;
+}
+
+// How many descriptors of inodes with file handles stay open: a quarter of the limit, the
+// rest left to open files and directories, and at most 4096, past which reopening an inode
+// now and then (one open_by_handle_at) costs less than the kernel's work on a larger table.
+size_t descriptor_cache_size(uint64_t limit) {
+    if (limit == 0)
+        return 4096;
+    return static_cast<size_t>(std::clamp<uint64_t>(limit / 4, 16, 4096));
+}
+
+}  // namespace
+
 Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& root_st)
     : options_(std::move(options)),
-      root_(std::move(root_fd), root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT),
+      root_(root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT, std::nullopt),
+      inodes_(descriptor_cache_size(descriptor_limit()), descriptor_limit()),
       alignment_(system_alignment_probes(), options_.dio_align),
       page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {
+    // The root is never forgotten: its descriptor is held for the session. A readable
+    // descriptor of it lets open_by_handle_at find its filesystem.
+    root_.fd = std::make_shared<const UniqueFd>(std::move(root_fd));
+    if (int fd = sys::open_via_proc(root_.fd->get(), O_RDONLY | O_DIRECTORY); fd >= 0)
+        inodes_.add_mount_fd(root_.dev, UniqueFd(fd));
+    else
+        spdlog::warn("the backing directory cannot be opened for reading ({}): every inode "
+                     "the kernel remembers holds a descriptor",
+                     std::strerror(-fd));
     if (options_.dbopt && !options_.strict &&
         (options_.read_ahead > 0 || options_.write_behind > 0))
         streaming_ = std::make_unique<Streaming>(options_.dbopt_mem, options_.io_threads,
@@ -40,12 +72,27 @@ Inode& Filesystem::inode(fuse_ino_t ino) {
     return *reinterpret_cast<Inode*>(ino);
 }
 
-int Filesystem::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
+int Filesystem::path_fd(Inode& inode, PathFd& out) {
+    if (&inode == &root_) {
+        out = PathFd(root_.fd);
+        return 0;
+    }
+    return inodes_.path_fd(inode, out);
+}
+
+int Filesystem::open_inode(Inode& inode, int flags) {
+    PathFd fd;
+    if (int rv = path_fd(inode, fd); rv < 0)
+        return rv;
+    return sys::open_via_proc(fd.get(), flags);
+}
+
+int Filesystem::lookup(int parent_fd, const char* name, fuse_entry_param* e) {
     // The kernel sends "." and ".." only to filesystems that export to NFS, which diofs does
     // not; refusing them keeps a lookup from ever leaving the backing directory.
     if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0)
         return -EINVAL;
-    int fd = sys::openat(parent.path_fd.get(), name, O_PATH | O_NOFOLLOW);
+    int fd = sys::openat(parent_fd, name, O_PATH | O_NOFOLLOW);
     if (fd < 0)
         return fd;
     UniqueFd path_fd(fd);
@@ -89,7 +136,15 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     int rv = sys::stat_path_fd(path_fd.get(), &e->attr);
     if (rv < 0)
         return rv;
-    Inode& inode = inodes_.acquire(std::move(path_fd), e->attr);
+    const dev_t dev = e->attr.st_dev;
+    // The first directory of another filesystem (mounted below the backing directory) that
+    // can be opened for reading lets its inodes be reopened by handle too. It is held for the
+    // session: that filesystem cannot be unmounted, only detached, while diofs serves it.
+    if (S_ISDIR(e->attr.st_mode) && !inodes_.has_mount_fd(dev))
+        if (int fd = sys::open_via_proc(path_fd.get(), O_RDONLY | O_DIRECTORY); fd >= 0)
+            inodes_.add_mount_fd(dev, UniqueFd(fd));
+    std::optional<FileHandle> handle = FileHandle::of(path_fd.get());
+    Inode& inode = inodes_.acquire(std::move(path_fd), e->attr, std::move(handle));
     present(inode, e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = attr_timeout();
@@ -100,6 +155,10 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
 void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
     if (ino != FUSE_ROOT_ID)
         inodes_.forget(inode(ino), n);
+}
+
+void Filesystem::after_removal(const struct stat& removed) {
+    inodes_.release_descriptor(removed.st_dev, removed.st_ino);
 }
 
 void Filesystem::present(Inode& inode, struct stat& st) const {
@@ -127,13 +186,13 @@ void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi,
         change.size_changed(open_file_of(fi).fd.get(), old_size, page_size_);
         return;
     }
-    int fd = sys::open_via_proc(inode.path_fd.get(), O_RDONLY | O_NONBLOCK);
+    int fd = open_inode(inode, O_RDONLY | O_NONBLOCK);
     if (fd >= 0)
         change.size_changed(UniqueFd(fd).get(), old_size, page_size_);
 }
 
 DiscoveredAlignment Filesystem::root_alignment() {
-    return alignment_.discover(root_.path_fd.get(), root_.dev);
+    return alignment_.discover(root_.fd->get(), root_.dev);
 }
 
 bool Filesystem::note_device(dev_t dev, const DiscoveredAlignment& found) {

@@ -31,17 +31,18 @@ void lock_or_wait(fuse_req_t req, bool sleep, LockWaiters::Attempt attempt) {
 // The owner's description of the inode's backing file: read and write where the daemon may
 // open it so (the kernel already checked that the caller's descriptor allows the lock's type),
 // else as the caller's descriptor was opened.
-PosixLocks::Descriptor owner_descriptor(Inode& inode, const fuse_file_info* fi, int& error) {
+PosixLocks::Descriptor owner_descriptor(Filesystem& fs, Inode& inode, const fuse_file_info* fi,
+                                        int& error) {
     return inode.posix_locks.of(
         fi->lock_owner,
         [&] {
-            const int fd = sys::open_via_proc(inode.path_fd.get(), O_RDWR | O_NOCTTY);
+            const int fd = fs.open_inode(inode, O_RDWR | O_NOCTTY);
             if (fd >= 0 || fd == -ENOENT)
                 return fd;
             const int flags = sys::status_flags(open_file_of(fi).fd.get());
             if (flags < 0)
                 return flags;
-            return sys::open_via_proc(inode.path_fd.get(), (flags & O_ACCMODE) | O_NOCTTY);
+            return fs.open_inode(inode, (flags & O_ACCMODE) | O_NOCTTY);
         },
         error);
 }
@@ -49,7 +50,8 @@ PosixLocks::Descriptor owner_descriptor(Inode& inode, const fuse_file_info* fi, 
 void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
     guarded(req, "getlk", [&] {
         int error;
-        PosixLocks::Descriptor fd = owner_descriptor(filesystem_of(req).inode(ino), fi, error);
+        PosixLocks::Descriptor fd = owner_descriptor(filesystem_of(req), filesystem_of(req).inode(ino), fi,
+                                                     error);
         if (!fd)
             return reply_status(req, error);
         struct flock l = ofd_lock(lock);
@@ -70,7 +72,7 @@ void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
                 return reply_status(req, 0);  // the owner holds nothing here
         } else {
             int error;
-            fd = owner_descriptor(inode, fi, error);
+            fd = owner_descriptor(filesystem_of(req), inode, fi, error);
             if (!fd)
                 return reply_status(req, error);
         }

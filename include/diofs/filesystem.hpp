@@ -62,14 +62,28 @@ public:
     // starts its threads (which only read it).
     void set_own_device(dev_t dev) { own_device_ = dev; }
 
-    // Looks `name` up in `parent` without following a symlink and fills `e` for the kernel,
-    // taking one lookup reference. Returns 0 or -errno: -EDEADLK for a name that leads back
-    // into this mount (see refuse_own_mount).
-    int lookup(Inode& parent, const char* name, fuse_entry_param* e);
+    // An O_PATH descriptor of `inode` in `out`, held open for as long as `out` (a request)
+    // lives: 0, or -errno (-ESTALE for an inode deleted meanwhile). Call it as the daemon,
+    // before switching to the caller's credentials: it may reopen the inode from its file
+    // handle, which needs CAP_DAC_READ_SEARCH (inode_table.hpp).
+    int path_fd(Inode& inode, PathFd& out);
+    // Opens the backing file of `inode` with `flags` (through /proc/self/fd), with the
+    // credentials of the calling thread: a descriptor, or -errno. Call it as the daemon.
+    int open_inode(Inode& inode, int flags);
+
+    // Looks `name` up in the directory `parent_fd` (a parent's path_fd, or an open descriptor
+    // of it) without following a symlink and fills `e` for the kernel, taking one lookup
+    // reference. Returns 0 or -errno: -EDEADLK for a name that leads back into this mount (see
+    // refuse_own_mount).
+    int lookup(int parent_fd, const char* name, fuse_entry_param* e);
     // The same for a file already opened (by create): no second resolution of its name.
     int entry_for_open_file(int fd, fuse_entry_param* e);
     // Gives back `n` lookup references of `ino` (the root has none to give back).
     void forget(fuse_ino_t ino, uint64_t n);
+    // After unlink, rmdir or a rename over `removed` (the attributes of the name removed,
+    // taken just before): the daemon lets go of the descriptor it caches of that inode, so
+    // that a file no one holds open is gone, its space free, when the removal is answered.
+    void after_removal(const struct stat& removed);
 
     // Under dbopt, for a regular file: the direct side of the file just opened as `buffered_fd`
     // with `flags`, in `out`. The O_DIRECT descriptor is a reopen of it with the daemon's

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace diofs::sys {
 
@@ -58,5 +59,11 @@ ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size
 ssize_t listxattr_path_fd(int path_fd, char* list, size_t size);
 int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t size, int flags);
 int removexattr_path_fd(int path_fd, const char* name);
+// The file handle of what `path_fd` points at (name_to_handle_at with AT_EMPTY_PATH): its type
+// and bytes. -EOPNOTSUPP where the filesystem gives none.
+int name_to_handle(int path_fd, int& type, std::vector<unsigned char>& bytes);
+// Opens a handle of name_to_handle; `mount_fd` is any descriptor of the same filesystem that
+// is not O_PATH. Needs CAP_DAC_READ_SEARCH. -ESTALE once the inode is gone.
+int open_by_handle(int mount_fd, int type, const std::vector<unsigned char>& bytes, int flags);
 
 }  // namespace diofs::sys
