@@ -36,7 +36,8 @@ long open_descriptors(pid_t pid) {
 }
 
 // The descriptor limit of this process, set for as long as it lives (and so inherited by the
-// daemon a DiofsMount starts meanwhile, as `prlimit --nofile=N:N diofs ...` would).
+// daemon a DiofsMount starts meanwhile, as `prlimit --nofile=N:N diofs ...` would: the daemon
+// raises its soft limit to the hard one at start, so both are set).
 class DescriptorLimit {
 public:
     explicit DescriptorLimit(rlim_t n) {
@@ -45,7 +46,9 @@ public:
         ok_ = ok_ && ::setrlimit(RLIMIT_NOFILE, &small) == 0;
     }
     ~DescriptorLimit() {
-        // Raising the hard limit again takes CAP_SYS_RESOURCE, which root has.
+        // Raising the hard limit again takes CAP_SYS_RESOURCE, which root may lack (a
+        // container, this VM): then the test keeps the small limit, which it never comes near
+        // (ctest runs each test in a process of its own).
         if (ok_)
             ::setrlimit(RLIMIT_NOFILE, &saved_);
     }
@@ -206,6 +209,8 @@ uint64_t free_bytes(const std::string& path) {
 }
 
 enum class Removal { unlink, rename_over };
+
+void PrintTo(Removal r, std::ostream* os) { *os << (r == Removal::unlink ? "unlink" : "rename over"); }
 
 // On a full disk in `dir`: kRounds times, remove one of
 // the files written before, then write as much into a new file at once. Adds a failure
