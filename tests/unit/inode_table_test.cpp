@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -190,6 +191,40 @@ TEST_F(InodeTableHandles, AReusedNumberGetsANewEntry) {
     EXPECT_EQ(table_.forget(old, 1), 0u);
     EXPECT_EQ(table_.forget(fresh, 1), 0u);
     EXPECT_EQ(table_.size(), 0u);
+}
+
+// Requests taking descriptors while lookups evict them and removals let them go: every
+// descriptor taken stays open and names its inode for as long as it is held.
+TEST_F(InodeTableHandles, ConcurrentUseEvictionAndRelease) {
+    constexpr int kFiles = 8, kThreads = 4, kRounds = 2000;
+    std::vector<struct stat> st(kFiles);
+    std::vector<Inode*> inodes;
+    for (int i = 0; i < kFiles; ++i)
+        inodes.push_back(&make("f" + std::to_string(i), &st[i]));
+    std::atomic<int> wrong = 0;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            for (int r = 0; r < kRounds; ++r) {
+                const int i = (r * 7 + t) % kFiles;
+                if (t == 0 && r % 5 == 0) {
+                    table_.release_descriptor(st[i].st_dev, st[i].st_ino);
+                    continue;
+                }
+                PathFd fd;
+                struct stat now;
+                if (table_.path_fd(*inodes[i], fd) != 0 ||
+                    ::fstatat(fd.get(), "", &now, AT_EMPTY_PATH) != 0 || now.st_ino != st[i].st_ino)
+                    ++wrong;
+            }
+        });
+    for (auto& t : threads)
+        t.join();
+    EXPECT_EQ(wrong.load(), 0);
+    EXPECT_LE(table_.descriptors(), 3u);
+    for (Inode* inode : inodes)
+        EXPECT_EQ(table_.forget(*inode, 1), 0u);
+    EXPECT_EQ(table_.descriptors(), 1u) << "only the mount descriptor is left";
 }
 
 }  // namespace
