@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 
@@ -42,15 +43,12 @@ Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& roo
       inodes_(descriptor_cache_size(descriptor_limit()), descriptor_limit()),
       alignment_(system_alignment_probes(), options_.dio_align),
       page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {
-    // The root is never forgotten: its descriptor is held for the session. A readable
-    // descriptor of it lets open_by_handle_at find its filesystem.
+    // The root is never forgotten: its descriptor is held for the session.
     root_.fd = std::make_shared<const UniqueFd>(std::move(root_fd));
-    if (int fd = sys::open_via_proc(root_.fd->get(), O_RDONLY | O_DIRECTORY); fd >= 0)
-        inodes_.add_mount_fd(root_.dev, UniqueFd(fd));
-    else
-        spdlog::warn("the backing directory cannot be opened for reading ({}): every inode "
-                     "the kernel remembers holds a descriptor",
-                     std::strerror(-fd));
+    learn_device(root_.dev, root_.fd->get());
+    if (!inodes_.knows_device(root_.dev))
+        spdlog::warn("the backing directory cannot be opened for reading: every inode the "
+                     "kernel remembers holds a descriptor");
     if (options_.dbopt && !options_.strict &&
         (options_.read_ahead > 0 || options_.write_behind > 0))
         streaming_ = std::make_unique<Streaming>(options_.dbopt_mem, options_.io_threads,
@@ -136,13 +134,10 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     int rv = sys::stat_path_fd(path_fd.get(), &e->attr);
     if (rv < 0)
         return rv;
-    const dev_t dev = e->attr.st_dev;
     // The first directory of another filesystem (mounted below the backing directory) that
-    // can be opened for reading lets its inodes be reopened by handle too. It is held for the
-    // session: that filesystem cannot be unmounted, only detached, while diofs serves it.
-    if (S_ISDIR(e->attr.st_mode) && !inodes_.has_mount_fd(dev))
-        if (int fd = sys::open_via_proc(path_fd.get(), O_RDONLY | O_DIRECTORY); fd >= 0)
-            inodes_.add_mount_fd(dev, UniqueFd(fd));
+    // can be opened for reading lets its inodes be reopened by handle too.
+    if (S_ISDIR(e->attr.st_mode) && !inodes_.knows_device(e->attr.st_dev))
+        learn_device(e->attr.st_dev, path_fd.get());
     std::optional<FileHandle> handle = FileHandle::of(path_fd.get());
     Inode& inode = inodes_.acquire(std::move(path_fd), e->attr, std::move(handle));
     present(inode, e->attr);
@@ -150,6 +145,27 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     e->attr_timeout = attr_timeout();
     e->entry_timeout = entry_timeout();
     return 0;
+}
+
+// open_by_handle_at needs a descriptor of the filesystem that is not O_PATH: `path_fd`
+// reopened for reading, held for the session (that filesystem cannot be unmounted, only
+// detached, while diofs serves it). Nothing is noted when it cannot be opened (another
+// directory may do). A FUSE filesystem (GlusterFS...) encodes handles, but decodes one only
+// while the kernel still has its inode cached, unless its daemon supports exports (ESTALE
+// otherwise): its handles are not used, and its inodes keep their descriptors.
+void Filesystem::learn_device(dev_t dev, int path_fd) {
+    int fd = sys::open_via_proc(path_fd, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return;
+    UniqueFd dir(fd);
+    struct statfs st;
+    if (sys::fstatfs(dir.get(), &st) == 0 && st.f_type == FUSE_SUPER_MAGIC) {
+        spdlog::info("device {}:{} is a FUSE filesystem: its inodes hold their descriptors "
+                     "while the kernel remembers them (no file handles)",
+                     major(dev), minor(dev));
+        dir.reset();
+    }
+    inodes_.add_mount_fd(dev, std::move(dir));
 }
 
 void Filesystem::forget(fuse_ino_t ino, uint64_t n) {

@@ -24,8 +24,8 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, std::optional<Fil
     UniqueFd duplicate;
     std::vector<std::shared_ptr<const UniqueFd>> evicted;
     std::unique_lock lock(mutex_);
-    if (handle && mount_fds_.find(st.st_dev) == mount_fds_.end())
-        handle.reset();  // it could not be opened
+    if (auto it = mount_fds_.find(st.st_dev); handle && (it == mount_fds_.end() || !it->second))
+        handle.reset();  // it could not be opened, or is not to be used
     auto& slot = inodes_[{st.st_dev, st.st_ino}];
     // A number is reused only once its inode is gone, which a held descriptor prevents: so
     // only two handles can tell, and only when both exist.
@@ -161,7 +161,7 @@ void InodeTable::add_mount_fd(dev_t dev, UniqueFd fd) {
         duplicate = std::move(fd);
 }
 
-bool InodeTable::has_mount_fd(dev_t dev) const {
+bool InodeTable::knows_device(dev_t dev) const {
     std::lock_guard lock(mutex_);
     return mount_fds_.find(dev) != mount_fds_.end();
 }

@@ -111,6 +111,8 @@ int link_path_fd(int path_fd, int newdirfd, const char* newname) {
 
 int fstatvfs(int fd, struct statvfs* st) { return result(::fstatvfs(fd, st)); }
 
+int fstatfs(int fd, struct statfs* st) { return result(::fstatfs(fd, st)); }
+
 int fsync(int fd, bool datasync) { return result(datasync ? ::fdatasync(fd) : ::fsync(fd)); }
 
 int fallocate(int fd, int mode, off_t offset, off_t length) {

@@ -146,6 +146,9 @@ public:
 
 private:
     int fill_entry(UniqueFd path_fd, fuse_entry_param* e);
+    // Tells the inode table how to reopen the inodes of device `dev` by handle, from
+    // `path_fd`, a directory on it (see the definition).
+    void learn_device(dev_t dev, int path_fd);
     // -EDEADLK when `path_fd` (what `name` resolved to) is on this very mount, else 0.
     int refuse_own_mount(int path_fd, const char* name);
 

@@ -119,11 +119,13 @@ public:
     void release_descriptor(dev_t dev, ino_t ino);
 
     // Where open_by_handle_at finds the filesystem of device `dev`: a descriptor of any
-    // directory on it, opened for reading (an O_PATH descriptor is refused with EBADF). The
-    // first one given for a device is kept for the table's life; later ones are closed.
-    // Entries of a device without one get no handle (they keep their descriptors).
+    // directory on it, opened for reading (an O_PATH descriptor is refused with EBADF), or an
+    // empty one when its handles are not to be used. The first one given for a device is kept
+    // for the table's life; later ones are closed. Entries of a device without a descriptor
+    // get no handle (they keep their descriptors).
     void add_mount_fd(dev_t dev, UniqueFd fd);
-    bool has_mount_fd(dev_t dev) const;
+    // Whether add_mount_fd was called for `dev`.
+    bool knows_device(dev_t dev) const;
 
     // How many inodes are held (the root is not in the table).
     size_t size() const;

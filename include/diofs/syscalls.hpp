@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
@@ -47,6 +48,7 @@ int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newna
               unsigned int flags);
 int link_path_fd(int path_fd, int newdirfd, const char* newname);
 int fstatvfs(int fd, struct statvfs* st);
+int fstatfs(int fd, struct statfs* st);
 int fsync(int fd, bool datasync);
 int fallocate(int fd, int mode, off_t offset, off_t length);
 ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
