@@ -90,7 +90,7 @@ int Filesystem::lookup(int parent_fd, const char* name, fuse_entry_param* e) {
     // not; refusing them keeps a lookup from ever leaving the backing directory.
     if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0)
         return -EINVAL;
-    int fd = sys::openat(parent_fd, name, O_PATH | O_NOFOLLOW);
+    int fd = note_descriptors(sys::openat(parent_fd, name, O_PATH | O_NOFOLLOW), "a lookup");
     if (fd < 0)
         return fd;
     UniqueFd path_fd(fd);
@@ -171,6 +171,15 @@ void Filesystem::learn_device(dev_t dev, int path_fd) {
 void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
     if (ino != FUSE_ROOT_ID)
         inodes_.forget(inode(ino), n);
+}
+
+int Filesystem::note_descriptors(int rv, const char* what) {
+    if ((rv == -EMFILE || rv == -ENFILE) && !warned_descriptors_.exchange(true))
+        spdlog::warn("{} failed: {} (limit {}; the inode table holds {} descriptors, open files "
+                     "and directories the rest); lookups and opens fail until some are closed "
+                     "(logged once)",
+                     what, std::strerror(-rv), descriptor_limit(), inodes_.descriptors());
+    return rv;
 }
 
 void Filesystem::after_removal(const struct stat& removed) {

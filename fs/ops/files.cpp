@@ -59,7 +59,8 @@ int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
     if (fi->flags & O_TRUNC)
         truncating.emplace(inode.io);
     CallerCredentials as_caller(req);
-    return sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags));
+    return filesystem_of(req).note_descriptors(
+        sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags)), "an open");
 }
 
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -113,9 +114,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
             CallerUmask with_umask(req);
             // Always O_EXCL: an open that can only make a new file never crosses into a mount
             // made on an existing one (see Filesystem::lookup).
-            fd = sys::openat(dir.get(), name,
-                             backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
-                             with_umask.apply(mode));
+            fd = fs.note_descriptors(
+                sys::openat(dir.get(), name,
+                            backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+                            with_umask.apply(mode)),
+                "a create");
         }
         fuse_entry_param e;
         const bool existing = fd == -EEXIST && !(fi->flags & O_EXCL);

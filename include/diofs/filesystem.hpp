@@ -78,6 +78,10 @@ public:
     int lookup(int parent_fd, const char* name, fuse_entry_param* e);
     // The same for a file already opened (by create): no second resolution of its name.
     int entry_for_open_file(int fd, fuse_entry_param* e);
+    // Returns `rv` (a descriptor or -errno) after logging, the first time only, that the
+    // daemon ran out of descriptors when `rv` says so (EMFILE, ENFILE), with what it holds.
+    int note_descriptors(int rv, const char* what);
+
     // Gives back `n` lookup references of `ino` (the root has none to give back).
     void forget(fuse_ino_t ino, uint64_t n);
     // After unlink, rmdir or a rename over `removed` (the attributes of the name removed,
@@ -167,6 +171,8 @@ private:
     std::map<dev_t, DiscoveredAlignment> devices_;
     // The mount's own device: set before the session loop starts, only read afterwards.
     std::optional<dev_t> own_device_;
+    // Whether running out of descriptors was logged (only the first time is).
+    std::atomic<bool> warned_descriptors_ = false;
     // Whether a lookup that leads back into the mount was logged (only the first one is).
     std::atomic<bool> warned_own_mount_ = false;
     // Last: destroyed first, while the inodes and the streaming its files use are still there.
