@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
+#include <sys/resource.h>
 #include <sys/sysmacros.h>
 
 #include <algorithm>
@@ -14,11 +16,39 @@
 
 namespace diofs {
 
+namespace {
+
+// The daemon's descriptor limit now (after raise_descriptor_limit), 0 when unknown.
+uint64_t descriptor_limit() {
+    rlimit limit;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return 0;
+    return limit.rlim_cur;
+}
+
+// How many descriptors of inodes with file handles stay open: a quarter of the limit, the
+// rest left to open files and directories, and at most 4096, past which reopening an inode
+// now and then (one open_by_handle_at) costs less than the kernel's work on a larger table.
+size_t descriptor_cache_size(uint64_t limit) {
+    if (limit == 0)
+        return 4096;
+    return static_cast<size_t>(std::clamp<uint64_t>(limit / 4, 16, 4096));
+}
+
+}  // namespace
+
 Filesystem::Filesystem(Options options, UniqueFd root_fd, const struct stat& root_st)
     : options_(std::move(options)),
-      root_(std::move(root_fd), root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT),
+      root_(root_st.st_dev, root_st.st_ino, root_st.st_mode & S_IFMT, std::nullopt),
+      inodes_(descriptor_cache_size(descriptor_limit()), descriptor_limit()),
       alignment_(system_alignment_probes(), options_.dio_align),
       page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {
+    // The root is never forgotten: its descriptor is held for the session.
+    root_.fd = std::make_shared<const UniqueFd>(std::move(root_fd));
+    learn_device(root_.dev, root_.fd->get());
+    if (!inodes_.knows_device(root_.dev))
+        spdlog::warn("the backing directory cannot be opened for reading: every inode the "
+                     "kernel remembers holds a descriptor");
     if (options_.dbopt && !options_.strict &&
         (options_.read_ahead > 0 || options_.write_behind > 0))
         streaming_ = std::make_unique<Streaming>(options_.dbopt_mem, options_.io_threads,
@@ -40,12 +70,27 @@ Inode& Filesystem::inode(fuse_ino_t ino) {
     return *reinterpret_cast<Inode*>(ino);
 }
 
-int Filesystem::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
+int Filesystem::path_fd(Inode& inode, PathFd& out) {
+    if (&inode == &root_) {
+        out = PathFd(root_.fd);
+        return 0;
+    }
+    return inodes_.path_fd(inode, out);
+}
+
+int Filesystem::open_inode(Inode& inode, int flags) {
+    PathFd fd;
+    if (int rv = path_fd(inode, fd); rv < 0)
+        return rv;
+    return sys::open_via_proc(fd.get(), flags);
+}
+
+int Filesystem::lookup(int parent_fd, const char* name, fuse_entry_param* e) {
     // The kernel sends "." and ".." only to filesystems that export to NFS, which diofs does
     // not; refusing them keeps a lookup from ever leaving the backing directory.
     if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0)
         return -EINVAL;
-    int fd = sys::openat(parent.path_fd.get(), name, O_PATH | O_NOFOLLOW);
+    int fd = note_descriptors(sys::openat(parent_fd, name, O_PATH | O_NOFOLLOW), "a lookup");
     if (fd < 0)
         return fd;
     UniqueFd path_fd(fd);
@@ -89,7 +134,12 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     int rv = sys::stat_path_fd(path_fd.get(), &e->attr);
     if (rv < 0)
         return rv;
-    Inode& inode = inodes_.acquire(std::move(path_fd), e->attr);
+    // The first directory of another filesystem (mounted below the backing directory) that
+    // can be opened for reading lets its inodes be reopened by handle too.
+    if (S_ISDIR(e->attr.st_mode) && !inodes_.knows_device(e->attr.st_dev))
+        learn_device(e->attr.st_dev, path_fd.get());
+    std::optional<FileHandle> handle = FileHandle::of(path_fd.get());
+    Inode& inode = inodes_.acquire(std::move(path_fd), e->attr, std::move(handle));
     present(inode, e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = attr_timeout();
@@ -97,9 +147,43 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     return 0;
 }
 
+// open_by_handle_at needs a descriptor of the filesystem that is not O_PATH: `path_fd`
+// reopened for reading, held for the session (that filesystem cannot be unmounted, only
+// detached, while diofs serves it). Nothing is noted when it cannot be opened (another
+// directory may do). A FUSE filesystem (GlusterFS...) encodes handles, but decodes one only
+// while the kernel still has its inode cached, unless its daemon supports exports (ESTALE
+// otherwise): its handles are not used, and its inodes keep their descriptors.
+void Filesystem::learn_device(dev_t dev, int path_fd) {
+    int fd = sys::open_via_proc(path_fd, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return;
+    UniqueFd dir(fd);
+    struct statfs st;
+    if (sys::fstatfs(dir.get(), &st) == 0 && st.f_type == FUSE_SUPER_MAGIC) {
+        spdlog::info("device {}:{} is a FUSE filesystem: its inodes hold their descriptors "
+                     "while the kernel remembers them (no file handles)",
+                     major(dev), minor(dev));
+        dir.reset();
+    }
+    inodes_.add_mount_fd(dev, std::move(dir));
+}
+
 void Filesystem::forget(fuse_ino_t ino, uint64_t n) {
     if (ino != FUSE_ROOT_ID)
         inodes_.forget(inode(ino), n);
+}
+
+int Filesystem::note_descriptors(int rv, const char* what) {
+    if ((rv == -EMFILE || rv == -ENFILE) && !warned_descriptors_.exchange(true))
+        spdlog::warn("{} failed: {} (limit {}; the inode table holds {} descriptors, open files "
+                     "and directories the rest); lookups and opens fail until some are closed "
+                     "(logged once)",
+                     what, std::strerror(-rv), descriptor_limit(), inodes_.descriptors());
+    return rv;
+}
+
+void Filesystem::after_removal(const struct stat& removed) {
+    inodes_.release_descriptor(removed.st_dev, removed.st_ino);
 }
 
 void Filesystem::present(Inode& inode, struct stat& st) const {
@@ -127,13 +211,13 @@ void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi,
         change.size_changed(open_file_of(fi).fd.get(), old_size, page_size_);
         return;
     }
-    int fd = sys::open_via_proc(inode.path_fd.get(), O_RDONLY | O_NONBLOCK);
+    int fd = open_inode(inode, O_RDONLY | O_NONBLOCK);
     if (fd >= 0)
         change.size_changed(UniqueFd(fd).get(), old_size, page_size_);
 }
 
 DiscoveredAlignment Filesystem::root_alignment() {
-    return alignment_.discover(root_.path_fd.get(), root_.dev);
+    return alignment_.discover(root_.fd->get(), root_.dev);
 }
 
 bool Filesystem::note_device(dev_t dev, const DiscoveredAlignment& found) {

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 namespace diofs::sys {
 namespace {
@@ -110,6 +111,8 @@ int link_path_fd(int path_fd, int newdirfd, const char* newname) {
 
 int fstatvfs(int fd, struct statvfs* st) { return result(::fstatvfs(fd, st)); }
 
+int fstatfs(int fd, struct statfs* st) { return result(::fstatfs(fd, st)); }
+
 int fsync(int fd, bool datasync) { return result(datasync ? ::fdatasync(fd) : ::fsync(fd)); }
 
 int fallocate(int fd, int mode, off_t offset, off_t length) {
@@ -143,6 +146,39 @@ int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t si
 
 int removexattr_path_fd(int path_fd, const char* name) {
     return result(::removexattr(proc_fd_path(path_fd).c_str(), name));
+}
+
+namespace {
+
+// struct file_handle ends in a flexible array: room for the largest handle, suitably aligned.
+struct HandleBuffer {
+    alignas(file_handle) unsigned char storage[sizeof(file_handle) + MAX_HANDLE_SZ];
+    file_handle* get() { return reinterpret_cast<file_handle*>(storage); }
+};
+
+}  // namespace
+
+int name_to_handle(int path_fd, int& type, std::vector<unsigned char>& bytes) {
+    HandleBuffer buffer;
+    file_handle* handle = buffer.get();
+    handle->handle_bytes = MAX_HANDLE_SZ;
+    int mount_id;
+    if (::name_to_handle_at(path_fd, "", handle, &mount_id, AT_EMPTY_PATH) != 0)
+        return -errno;
+    type = handle->handle_type;
+    bytes.assign(handle->f_handle, handle->f_handle + handle->handle_bytes);
+    return 0;
+}
+
+int open_by_handle(int mount_fd, int type, const std::vector<unsigned char>& bytes, int flags) {
+    if (bytes.size() > MAX_HANDLE_SZ)
+        return -EINVAL;
+    HandleBuffer buffer;
+    file_handle* handle = buffer.get();
+    handle->handle_bytes = static_cast<unsigned>(bytes.size());
+    handle->handle_type = type;
+    std::memcpy(handle->f_handle, bytes.data(), bytes.size());
+    return result(::open_by_handle_at(mount_fd, handle, flags | O_CLOEXEC));
 }
 
 }  // namespace diofs::sys

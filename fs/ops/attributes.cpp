@@ -10,17 +10,25 @@ namespace diofs::ops {
 namespace {
 
 // The attributes of an inode, through the open file when the kernel names one (cheaper, and
-// right for a file that was unlinked while open).
-int stat_inode(Inode& inode, const fuse_file_info* fi, struct stat* st) {
-    return fi ? sys::fstat(open_file_of(fi).fd.get(), st) : sys::stat_path_fd(inode.path_fd.get(), st);
+// right for a file that was unlinked while open), else through `path_fd`.
+int stat_inode(const PathFd& path_fd, const fuse_file_info* fi, struct stat* st) {
+    return fi ? sys::fstat(open_file_of(fi).fd.get(), st) : sys::stat_path_fd(path_fd.get(), st);
+}
+
+// The inode's path descriptor, unless the kernel names an open file (which serves instead).
+int path_fd_unless_open(Filesystem& fs, Inode& inode, const fuse_file_info* fi, PathFd& out) {
+    return fi ? 0 : fs.path_fd(inode, out);
 }
 
 void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "getattr", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
+        PathFd path_fd;
         struct stat st;
-        int rv = stat_inode(inode, fi, &st);
+        int rv = path_fd_unless_open(fs, inode, fi, path_fd);
+        if (rv == 0)
+            rv = stat_inode(path_fd, fi, &st);
         if (rv < 0)
             return reply_status(req, rv);
         fs.present(inode, st);
@@ -38,9 +46,9 @@ timespec time_to_set(int valid, int set_bit, int now_bit, const timespec& value)
 
 // Applies each change the kernel asks for, as the caller, in the order chmod, chown,
 // truncate, utimes; stops at the first error, which is what the caller sees.
-int apply_setattr(Inode& inode, const struct stat& attr, int valid, const fuse_file_info* fi,
-                  const InodeIo::OtherChange& change) {
-    const int path_fd = inode.path_fd.get();
+int apply_setattr(const PathFd& inode_fd, const struct stat& attr, int valid,
+                  const fuse_file_info* fi, const InodeIo::OtherChange& change) {
+    const int path_fd = inode_fd.get();
     const int file_fd = fi ? open_file_of(fi).fd.get() : -1;
     int rv = 0;
     if (valid & FUSE_SET_ATTR_MODE)
@@ -88,24 +96,28 @@ bool is_kernel_setid_clear(fuse_req_t req, const struct stat& now, const struct 
 int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid,
                       fuse_file_info* fi, struct stat& st) {
     auto& fs = filesystem_of(req);
+    // chown needs the path descriptor even with an open file.
+    PathFd path_fd;
+    if (int rv = fs.path_fd(inode, path_fd); rv < 0)
+        return rv;
     // Pending coalesced writes go out first: a truncate must cut them too, and times and
     // modes are set after the writes that came before.
     const auto change = inode.io.other_change();
-    int rv = stat_inode(inode, fi, &st);
+    int rv = stat_inode(path_fd, fi, &st);
     if (rv == 0 && is_kernel_setid_clear(req, st, attr, valid)) {
         rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr.st_mode)
-                : sys::fchmod_path_fd(inode.path_fd.get(), attr.st_mode);
+                : sys::fchmod_path_fd(path_fd.get(), attr.st_mode);
         valid &= ~FUSE_SET_ATTR_MODE;
     }
     const uint64_t old_size = static_cast<uint64_t>(st.st_size);
     if (rv == 0) {
         CallerCredentials as_caller(req);
-        rv = apply_setattr(inode, attr, valid, fi, change);
+        rv = apply_setattr(path_fd, attr, valid, fi, change);
     }
     if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
         fs.after_size_change(inode, fi, change, old_size);
     if (rv == 0)
-        rv = stat_inode(inode, fi, &st);
+        rv = stat_inode(path_fd, fi, &st);
     if (rv == 0)
         fs.present(inode, st);
     return rv;
@@ -125,8 +137,11 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
 void readlink(fuse_req_t req, fuse_ino_t ino) {
     guarded(req, "readlink", [&] {
         auto& fs = filesystem_of(req);
+        PathFd path_fd;
+        if (int rv = fs.path_fd(fs.inode(ino), path_fd); rv < 0)
+            return reply_status(req, rv);
         char target[PATH_MAX + 1];
-        ssize_t n = sys::readlink_path_fd(fs.inode(ino).path_fd.get(), target, sizeof target);
+        ssize_t n = sys::readlink_path_fd(path_fd.get(), target, sizeof target);
         if (n < 0)
             return reply_status(req, static_cast<int>(n));
         if (static_cast<size_t>(n) == sizeof target)
@@ -139,8 +154,11 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
 void statfs(fuse_req_t req, fuse_ino_t ino) {
     guarded(req, "statfs", [&] {
         auto& fs = filesystem_of(req);
+        PathFd path_fd;
         struct statvfs st;
-        int rv = sys::fstatvfs(fs.inode(ino).path_fd.get(), &st);
+        int rv = fs.path_fd(fs.inode(ino), path_fd);
+        if (rv == 0)
+            rv = sys::fstatvfs(path_fd.get(), &st);
         if (rv < 0)
             return reply_status(req, rv);
         fuse_reply_statfs(req, &st);

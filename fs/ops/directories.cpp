@@ -40,12 +40,13 @@ bool is_dot_or_dotdot(const char* name) {
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "opendir", [&] {
         auto& fs = filesystem_of(req);
-        int fd;
-        {
+        PathFd path_fd;
+        int fd = fs.path_fd(fs.inode(ino), path_fd);
+        if (fd == 0) {
             CallerCredentials as_caller(req);
             // Through /proc/self/fd, like open: openat(fd, ".") would also need search
             // permission, and a directory that may be read but not searched can be listed.
-            fd = sys::open_via_proc(fs.inode(ino).path_fd.get(), O_RDONLY | O_DIRECTORY);
+            fd = sys::open_via_proc(path_fd.get(), O_RDONLY | O_DIRECTORY);
         }
         if (fd < 0)
             return reply_status(req, fd);
@@ -61,7 +62,7 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // Fills one reply buffer of at most `size` bytes from `offset` on. With `plus`, each entry
 // comes with its attributes and a lookup reference, given back when it does not fit, or when
 // the kernel did not take the reply (the caller was interrupted), as reply_entry does.
-void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+void read_directory(fuse_req_t req, size_t size, off_t offset,
                     fuse_file_info* fi, bool plus) {
     auto& fs = filesystem_of(req);
     OpenDir& dir = open_dir_of(fi);
@@ -94,7 +95,9 @@ void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
                 std::memset(&e, 0, sizeof e);
                 // An entry that cannot be looked up (removed meanwhile, or no search
                 // permission) is still listed, without attributes: as `ls` sees it natively.
-                if (is_dot_or_dotdot(d.d_name) || fs.lookup(fs.inode(ino), d.d_name, &e) < 0) {
+                // The stream's own descriptor is the directory's: no other is needed.
+                if (is_dot_or_dotdot(d.d_name) ||
+                    fs.lookup(::dirfd(dir.stream.get()), d.d_name, &e) < 0) {
                     e.attr.st_ino = d.d_ino;
                     e.attr.st_mode = static_cast<mode_t>(d.d_type) << 12;
                 }
@@ -130,12 +133,12 @@ void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
             fs.forget(given, 1);
 }
 
-void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
-    guarded(req, "readdir", [&] { read_directory(req, ino, size, offset, fi, false); });
+void readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+    guarded(req, "readdir", [&] { read_directory(req, size, offset, fi, false); });
 }
 
-void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
-    guarded(req, "readdirplus", [&] { read_directory(req, ino, size, offset, fi, true); });
+void readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+    guarded(req, "readdirplus", [&] { read_directory(req, size, offset, fi, true); });
 }
 
 void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -52,9 +52,14 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
 int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
     // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
     // read-ahead is dropped, as for a truncate through setattr.
+    auto& fs = filesystem_of(req);
+    PathFd path_fd;
+    if (int rv = fs.path_fd(inode, path_fd); rv < 0)
+        return rv;
     auto open = [&] {
         CallerCredentials as_caller(req);
-        return sys::open_via_proc(inode.path_fd.get(), backing_open_flags(fi->flags));
+        return fs.note_descriptors(sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags)),
+                                   "an open");
     };
     if (fi->flags & O_TRUNC)
         return InodeIo::OtherChange(inode.io).resize(open);
@@ -86,13 +91,13 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // kernel takes only a regular file from create: another kind of file is reported as existing
 // (this kernel then looks the name up again and opens what it finds, as it would have).
 // Returns the descriptor, with a lookup reference in `e`, or -errno.
-int open_existing(fuse_req_t req, Inode& dir, const char* name, fuse_file_info* fi,
+int open_existing(fuse_req_t req, int dir_fd, const char* name, fuse_file_info* fi,
                   fuse_entry_param* e) {
     auto& fs = filesystem_of(req);
     int rv;
     {
         CallerCredentials as_caller(req);
-        rv = fs.lookup(dir, name, e);
+        rv = fs.lookup(dir_fd, name, e);
     }
     if (rv < 0)
         return rv;
@@ -105,21 +110,23 @@ int open_existing(fuse_req_t req, Inode& dir, const char* name, fuse_file_info* 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
     guarded(req, "create", [&] {
         auto& fs = filesystem_of(req);
-        Inode& dir = fs.inode(parent);
-        int fd;
-        {
+        PathFd dir;
+        int fd = fs.path_fd(fs.inode(parent), dir);
+        if (fd == 0) {
             CallerCredentials as_caller(req);
             CallerUmask with_umask(req);
             // Always O_EXCL: an open that can only make a new file never crosses into a mount
             // made on an existing one (see Filesystem::lookup).
-            fd = sys::openat(dir.path_fd.get(), name,
-                             backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
-                             with_umask.apply(mode));
+            fd = fs.note_descriptors(
+                sys::openat(dir.get(), name,
+                            backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+                            with_umask.apply(mode)),
+                "a create");
         }
         fuse_entry_param e;
         const bool existing = fd == -EEXIST && !(fi->flags & O_EXCL);
         if (existing)
-            fd = open_existing(req, dir, name, fi, &e);
+            fd = open_existing(req, dir.get(), name, fi, &e);
         if (fd < 0)
             return reply_status(req, fd);
         UniqueFd owned(fd);

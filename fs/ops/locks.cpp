@@ -32,9 +32,10 @@ void lock_or_wait(fuse_req_t req, fuse_ino_t ino, bool sleep, LockWaiters::Attem
                  [req, &waiters] { fuse_req_interrupt_func(req, on_interrupt, &waiters); });
 }
 
-// Opens a new description of `inode`'s backing file with `access`, for PosixLocks.
-PosixLocks::Open opener(Inode& inode) {
-    return [&inode](int access) { return sys::open_via_proc(inode.path_fd.get(), access | O_NOCTTY); };
+// Opens a new description of `inode`'s backing file with `access`, for PosixLocks (as the
+// daemon: the caller's access was checked at its own open).
+PosixLocks::Open opener(Filesystem& fs, Inode& inode) {
+    return [&fs, &inode](int access) { return fs.open_inode(inode, access | O_NOCTTY); };
 }
 
 // The access mode (O_RDONLY, O_WRONLY, O_RDWR) the caller opened its file with: its backing
@@ -46,9 +47,10 @@ int access_of(const fuse_file_info* fi) {
 
 void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
     guarded(req, "getlk", [&] {
-        Inode& inode = filesystem_of(req).inode(ino);
+        auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
         struct flock l = *lock;
-        if (int rv = inode.posix_locks.test(fi->lock_owner, l, opener(inode)); rv < 0)
+        if (int rv = inode.posix_locks.test(fi->lock_owner, l, opener(fs, inode)); rv < 0)
             return reply_status(req, rv);
         fuse_reply_lock(req, &l);
     });
@@ -56,15 +58,16 @@ void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
 
 void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock, int sleep) {
     guarded(req, "setlk", [&] {
-        Inode& inode = filesystem_of(req).inode(ino);
+        auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
         const int access = access_of(fi);
         if (access < 0)
             return reply_status(req, access);
         // Each try takes the owner's description as it is then: a close by the owner while
         // the request waits ends the locks it held, not the one it waits for (locks.hpp).
         lock_or_wait(req, ino, sleep != 0,
-                     [&inode, owner = fi->lock_owner, file = fi->fh, access, l = *lock] {
-                         return inode.posix_locks.set(owner, file, access, l, opener(inode));
+                     [&fs, &inode, owner = fi->lock_owner, file = fi->fh, access, l = *lock] {
+                         return inode.posix_locks.set(owner, file, access, l, opener(fs, inode));
                      });
     });
 }

@@ -58,7 +58,11 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
                 return static_cast<ssize_t>(stats.size());
             });
         }
-        int path_fd = filesystem_of(req).inode(ino).path_fd.get();
+        auto& fs = filesystem_of(req);
+        PathFd inode_fd;
+        if (int rv = fs.path_fd(fs.inode(ino), inode_fd); rv < 0)
+            return reply_status(req, rv);
+        const int path_fd = inode_fd.get();
         CallerCredentials as_caller(req);
         reply_xattr_value(req, size, [&](char* buf, size_t len) {
             return sys::getxattr_path_fd(path_fd, name, buf, len);
@@ -68,7 +72,11 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     guarded(req, "listxattr", [&] {
-        int path_fd = filesystem_of(req).inode(ino).path_fd.get();
+        auto& fs = filesystem_of(req);
+        PathFd inode_fd;
+        if (int rv = fs.path_fd(fs.inode(ino), inode_fd); rv < 0)
+            return reply_status(req, rv);
+        const int path_fd = inode_fd.get();
         CallerCredentials as_caller(req);
         reply_xattr_value(req, size, [&](char* buf, size_t len) {
             return sys::listxattr_path_fd(path_fd, buf, len);
@@ -81,7 +89,11 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     guarded(req, "setxattr", [&] {
         if (is_stats(ino, name))
             return reply_status(req, -EPERM);
-        int path_fd = filesystem_of(req).inode(ino).path_fd.get();
+        auto& fs = filesystem_of(req);
+        PathFd inode_fd;
+        if (int rv = fs.path_fd(fs.inode(ino), inode_fd); rv < 0)
+            return reply_status(req, rv);
+        const int path_fd = inode_fd.get();
         CallerCredentials as_caller(req);
         reply_status(req, sys::setxattr_path_fd(path_fd, name, value, size, flags));
     });
@@ -91,7 +103,11 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     guarded(req, "removexattr", [&] {
         if (is_stats(ino, name))
             return reply_status(req, -EPERM);
-        int path_fd = filesystem_of(req).inode(ino).path_fd.get();
+        auto& fs = filesystem_of(req);
+        PathFd inode_fd;
+        if (int rv = fs.path_fd(fs.inode(ino), inode_fd); rv < 0)
+            return reply_status(req, rv);
+        const int path_fd = inode_fd.get();
         CallerCredentials as_caller(req);
         reply_status(req, sys::removexattr_path_fd(path_fd, name));
     });

@@ -62,14 +62,32 @@ public:
     // starts its threads (which only read it).
     void set_own_device(dev_t dev) { own_device_ = dev; }
 
-    // Looks `name` up in `parent` without following a symlink and fills `e` for the kernel,
-    // taking one lookup reference. Returns 0 or -errno: -EDEADLK for a name that leads back
-    // into this mount (see refuse_own_mount).
-    int lookup(Inode& parent, const char* name, fuse_entry_param* e);
+    // An O_PATH descriptor of `inode` in `out`, held open for as long as `out` (a request)
+    // lives: 0, or -errno (-ESTALE for an inode deleted meanwhile). Call it as the daemon,
+    // before switching to the caller's credentials: it may reopen the inode from its file
+    // handle, which needs CAP_DAC_READ_SEARCH (inode_table.hpp).
+    int path_fd(Inode& inode, PathFd& out);
+    // Opens the backing file of `inode` with `flags` (through /proc/self/fd), with the
+    // credentials of the calling thread: a descriptor, or -errno. Call it as the daemon.
+    int open_inode(Inode& inode, int flags);
+
+    // Looks `name` up in the directory `parent_fd` (a parent's path_fd, or an open descriptor
+    // of it) without following a symlink and fills `e` for the kernel, taking one lookup
+    // reference. Returns 0 or -errno: -EDEADLK for a name that leads back into this mount (see
+    // refuse_own_mount).
+    int lookup(int parent_fd, const char* name, fuse_entry_param* e);
     // The same for a file already opened (by create): no second resolution of its name.
     int entry_for_open_file(int fd, fuse_entry_param* e);
+    // Returns `rv` (a descriptor or -errno) after logging, the first time only, that the
+    // daemon ran out of descriptors when `rv` says so (EMFILE, ENFILE), with what it holds.
+    int note_descriptors(int rv, const char* what);
+
     // Gives back `n` lookup references of `ino` (the root has none to give back).
     void forget(fuse_ino_t ino, uint64_t n);
+    // After unlink, rmdir or a rename over `removed` (the attributes of the name removed,
+    // taken just before): the daemon lets go of the descriptor it caches of that inode, so
+    // that a file no one holds open is gone, its space free, when the removal is answered.
+    void after_removal(const struct stat& removed);
 
     // Under dbopt, for a regular file: the direct side of the file just opened as `buffered_fd`
     // with `flags`, in `out`. The O_DIRECT descriptor is a reopen of it with the daemon's
@@ -132,6 +150,9 @@ public:
 
 private:
     int fill_entry(UniqueFd path_fd, fuse_entry_param* e);
+    // Tells the inode table how to reopen the inodes of device `dev` by handle, from
+    // `path_fd`, a directory on it (see the definition).
+    void learn_device(dev_t dev, int path_fd);
     // -EDEADLK when `path_fd` (what `name` resolved to) is on this very mount, else 0.
     int refuse_own_mount(int path_fd, const char* name);
 
@@ -150,6 +171,8 @@ private:
     std::map<dev_t, DiscoveredAlignment> devices_;
     // The mount's own device: set before the session loop starts, only read afterwards.
     std::optional<dev_t> own_device_;
+    // Whether running out of descriptors was logged (only the first time is).
+    std::atomic<bool> warned_descriptors_ = false;
     // Whether a lookup that leads back into the mount was logged (only the first one is).
     std::atomic<bool> warned_own_mount_ = false;
     // Last: destroyed first, while the inodes and the streaming its files use are still there.

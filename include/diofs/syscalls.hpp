@@ -6,11 +6,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace diofs::sys {
 
@@ -46,6 +48,7 @@ int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newna
               unsigned int flags);
 int link_path_fd(int path_fd, int newdirfd, const char* newname);
 int fstatvfs(int fd, struct statvfs* st);
+int fstatfs(int fd, struct statfs* st);
 int fsync(int fd, bool datasync);
 int fallocate(int fd, int mode, off_t offset, off_t length);
 ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
@@ -58,5 +61,11 @@ ssize_t getxattr_path_fd(int path_fd, const char* name, void* value, size_t size
 ssize_t listxattr_path_fd(int path_fd, char* list, size_t size);
 int setxattr_path_fd(int path_fd, const char* name, const void* value, size_t size, int flags);
 int removexattr_path_fd(int path_fd, const char* name);
+// The file handle of what `path_fd` points at (name_to_handle_at with AT_EMPTY_PATH): its type
+// and bytes. -EOPNOTSUPP where the filesystem gives none.
+int name_to_handle(int path_fd, int& type, std::vector<unsigned char>& bytes);
+// Opens a handle of name_to_handle; `mount_fd` is any descriptor of the same filesystem that
+// is not O_PATH. Needs CAP_DAC_READ_SEARCH. -ESTALE once the inode is gone.
+int open_by_handle(int mount_fd, int type, const std::vector<unsigned char>& bytes, int flags);
 
 }  // namespace diofs::sys

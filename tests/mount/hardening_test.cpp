@@ -27,26 +27,6 @@
 namespace diofs_test {
 namespace {
 
-constexpr uid_t kNobody = 65534;
-
-// Runs `body` in a child process as uid/gid 65534 (no supplementary groups); the child's exit
-// status is `body`'s return value (0: all well; otherwise a code the test names). -1 when the
-// child could not run or was killed.
-int as_nobody(const std::function<int()>& body) {
-    pid_t pid = ::fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
-            ::_exit(100);
-        ::_exit(body());
-    }
-    int status = 0;
-    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
-}
-
 // What `program -u` (id(1)) prints when run as uid/gid 65534: its effective uid.
 std::string effective_uid_of(const std::string& program) {
     int out[2];

@@ -1,17 +1,20 @@
 #pragma once
-// Small helpers shared by the mount tests: outcomes of system calls (value and errno), owned
-// descriptors, whole-file reads and writes, and comparisons of struct stat.
+// Small helpers shared by the mount tests: running as uid 65534, outcomes of system calls (value
+// and errno), owned descriptors, whole-file reads and writes, and comparisons of struct stat.
 
 #include "mount_fixture.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <random>
@@ -21,6 +24,26 @@
 #include <vector>
 
 namespace diofs_test {
+
+inline constexpr uid_t kNobody = 65534;
+
+// Runs `body` in a child process as uid/gid 65534 (no supplementary groups); the child's exit
+// status is `body`'s return value (0: all well; otherwise a code the test names). -1 when the
+// child could not run or was killed.
+inline int as_nobody(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+            ::_exit(100);
+        ::_exit(body());
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
 
 // What a system call did: its return value and, when it failed, errno (0 otherwise).
 struct Outcome {
