@@ -107,7 +107,7 @@ TEST_F(MountLookupForget, ConcurrentNameChurn) {
 
     std::mutex mutex;
     std::vector<std::string> unexpected;  // the first few surprises
-    std::atomic<long> successes{0}, failures{0};
+    std::atomic<long> successes{0}, failures{0}, stale{0};
     auto note = [&](const char* op, const std::string& a, const std::string& b, int err) {
         std::lock_guard lock(mutex);
         if (unexpected.size() < 20)
@@ -141,7 +141,9 @@ TEST_F(MountLookupForget, ConcurrentNameChurn) {
                 }
                 int err = errno;
                 ++failures;
-                if (!plausible(op, err))
+                if (err == ESTALE)
+                    ++stale;
+                else if (!plausible(op, err))
                     note(op, a, b, err);
             };
             while (std::chrono::steady_clock::now() < deadline) {
@@ -236,8 +238,17 @@ TEST_F(MountLookupForget, ConcurrentNameChurn) {
         EXPECT_TRUE(unexpected.empty()) << "errors no race explains:" << list;
     }
     EXPECT_GT(successes.load(), 1000) << "the threads hardly did anything";
+    // ESTALE: the daemon lets go of an inode when its last name is removed (so that its space
+    // is free when the removal returns), and a request of it that raced with the removal gets
+    // ESTALE; the kernel then looks the name up again and retries once. A program sees ESTALE
+    // only when the name it uses is removed or replaced twice while its call is under way:
+    // here, with six threads on twelve names, a few times in 100,000 operations (the races
+    // the kernel retries are a hundred times more); one in two thousand is far too many.
+    const long operations = successes.load() + failures.load();
+    EXPECT_LE(stale.load() * 2000, operations)
+        << stale.load() << " calls failed with ESTALE of " << operations;
     std::cout << "[ diofs    ] " << successes.load() << " operations succeeded, " << failures.load()
-              << " failed plausibly" << std::endl;
+              << " failed plausibly (" << stale.load() << " with ESTALE)" << std::endl;
 
     // Something is held before the cleanup: the check below could fail.
     {
