@@ -1,6 +1,6 @@
 #include "diofs/filesystem.hpp"
 
-#include "diofs/posix_backing_io.hpp"
+#include "diofs/io/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <spdlog/spdlog.h>

@@ -1,6 +1,6 @@
 #include "diofs/options.hpp"
 
-#include "diofs/dio_alignment.hpp"
+#include "diofs/io/dio_alignment.hpp"
 
 #include <fuse_lowlevel.h>  // FUSE_MINOR_VERSION
 

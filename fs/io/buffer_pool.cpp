@@ -1,4 +1,4 @@
-#include "diofs/buffer_pool.hpp"
+#include "diofs/io/buffer_pool.hpp"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
-#include "diofs/dio_alignment.hpp"
+#include "diofs/io/dio_alignment.hpp"
 
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,8 +1,8 @@
-#include "diofs/direct_file.hpp"
+#include "diofs/io/direct_file.hpp"
 
 #include "diofs/counters.hpp"
-#include "diofs/io_split.hpp"
-#include "diofs/streaming.hpp"
+#include "diofs/io/io_split.hpp"
+#include "diofs/io/streaming.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>

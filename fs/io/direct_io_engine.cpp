@@ -1,6 +1,6 @@
-#include "diofs/direct_io_engine.hpp"
+#include "diofs/io/direct_io_engine.hpp"
 
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 
 #include <algorithm>
 #include <cerrno>

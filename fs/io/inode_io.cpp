@@ -1,7 +1,7 @@
-#include "diofs/inode_io.hpp"
+#include "diofs/io/inode_io.hpp"
 
-#include "diofs/backing_io.hpp"
-#include "diofs/posix_backing_io.hpp"
+#include "diofs/io/backing_io.hpp"
+#include "diofs/io/posix_backing_io.hpp"
 
 #include <algorithm>
 #include <tuple>

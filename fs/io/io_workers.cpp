@@ -1,4 +1,4 @@
-#include "diofs/io_workers.hpp"
+#include "diofs/io/io_workers.hpp"
 
 #include "diofs/error_boundary.hpp"
 

@@ -1,7 +1,7 @@
-#include "diofs/posix_backing_io.hpp"
+#include "diofs/io/posix_backing_io.hpp"
 
 #include "diofs/counters.hpp"
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>

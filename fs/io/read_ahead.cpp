@@ -1,7 +1,7 @@
-#include "diofs/read_ahead.hpp"
+#include "diofs/io/read_ahead.hpp"
 
 #include "diofs/error_boundary.hpp"
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "diofs/streaming.hpp"
+#include "diofs/io/streaming.hpp"
 
 namespace diofs {
 

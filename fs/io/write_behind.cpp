@@ -1,8 +1,8 @@
-#include "diofs/write_behind.hpp"
+#include "diofs/io/write_behind.hpp"
 
 #include "diofs/counters.hpp"
 #include "diofs/error_boundary.hpp"
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -6,7 +6,7 @@
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/counters.hpp"
-#include "diofs/posix_backing_io.hpp"
+#include "diofs/io/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
@@ -268,7 +268,7 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
-        // A close by a lock owner releases its POSIX locks on the file (locks.hpp).
+        // A close by a lock owner releases its POSIX locks on the file (record_locks.hpp).
         auto& fs = filesystem_of(req);
         if (fs.inode(ino).posix_locks.release_owner(fi->lock_owner))
             fs.lock_waiters().released(ino);

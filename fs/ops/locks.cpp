@@ -1,7 +1,7 @@
-// Locks: flock() and record locks, passed to the backing filesystem (locks.hpp). A lock that
+// Locks: flock() and record locks, passed to the backing filesystem (record_locks.hpp). A lock that
 // must be waited for is waited for by LockWaiters: the request is held back, no thread waits.
 
-#include "diofs/locks.hpp"
+#include "diofs/record_locks.hpp"
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
@@ -64,7 +64,7 @@ void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
         if (access < 0)
             return reply_status(req, access);
         // Each try takes the owner's description as it is then: a close by the owner while
-        // the request waits ends the locks it held, not the one it waits for (locks.hpp).
+        // the request waits ends the locks it held, not the one it waits for (record_locks.hpp).
         lock_or_wait(req, ino, sleep != 0,
                      [&fs, &inode, owner = fi->lock_owner, file = fi->fh, access, l = *lock] {
                          return inode.posix_locks.set(owner, file, access, l, opener(fs, inode));

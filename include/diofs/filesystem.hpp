@@ -5,14 +5,14 @@
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/close_report.hpp"
-#include "diofs/dio_alignment.hpp"
-#include "diofs/direct_file.hpp"
+#include "diofs/io/dio_alignment.hpp"
+#include "diofs/io/direct_file.hpp"
 #include "diofs/inode_table.hpp"
-#include "diofs/kernel_pages.hpp"
-#include "diofs/locks.hpp"
+#include "diofs/io/kernel_pages.hpp"
+#include "diofs/record_locks.hpp"
 #include "diofs/open_handles.hpp"
 #include "diofs/options.hpp"
-#include "diofs/streaming.hpp"
+#include "diofs/io/streaming.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <fuse_lowlevel.h>
@@ -128,7 +128,7 @@ public:
     // of the session.
     OpenHandles& handles() { return handles_; }
 
-    // Lock requests that wait for a lock held elsewhere (locks.hpp).
+    // Lock requests that wait for a lock held elsewhere (record_locks.hpp).
     LockWaiters& lock_waiters() { return lock_waiters_; }
 
     // Under dbopt, after a truncate through setattr (from `old_size`): change.size_changed()

@@ -16,8 +16,8 @@
 // network filesystem may give none), the entry holds its descriptor for its whole life, as
 // passthrough_hp does, and a warning is logged once when those near the descriptor limit.
 
-#include "diofs/inode_io.hpp"
-#include "diofs/locks.hpp"
+#include "diofs/io/inode_io.hpp"
+#include "diofs/record_locks.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <fcntl.h>
@@ -81,7 +81,7 @@ struct Inode {
 
     // What the open dbopt files of this inode share (see inode_io.hpp).
     InodeIo io;
-    // The POSIX record locks programs hold on it, kept on the backing file (locks.hpp).
+    // The POSIX record locks programs hold on it, kept on the backing file (record_locks.hpp).
     PosixLocks posix_locks;
 };
 

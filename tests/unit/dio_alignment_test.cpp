@@ -1,4 +1,4 @@
-#include "diofs/dio_alignment.hpp"
+#include "diofs/io/dio_alignment.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

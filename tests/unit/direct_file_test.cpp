@@ -6,8 +6,8 @@
 // given.
 
 #include "diofs/counters.hpp"
-#include "diofs/direct_file.hpp"
-#include "diofs/streaming.hpp"
+#include "diofs/io/direct_file.hpp"
+#include "diofs/io/streaming.hpp"
 #include "memory_backing_io.hpp"
 #include "streaming_fakes.hpp"
 

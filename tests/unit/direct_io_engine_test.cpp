@@ -1,7 +1,7 @@
 // The dbopt engine against an in-memory model, on synthetic sector sizes (8 and 64 bytes, with
 // pages of 16 and 128) so that every edge is hit quickly.
 
-#include "diofs/direct_io_engine.hpp"
+#include "diofs/io/direct_io_engine.hpp"
 #include "memory_backing_io.hpp"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "diofs/io_split.hpp"
+#include "diofs/io/io_split.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // KernelPages: which ranges of the kernel's page cache an open file asks to drop, over a fake
 // kernel that records them and keeps a set of cached pages as the real one would.
 
-#include "diofs/kernel_pages.hpp"
+#include "diofs/io/kernel_pages.hpp"
 
 #include <gtest/gtest.h>
 

@@ -7,7 +7,7 @@
 // written back later, as the page cache does: two bounce writes into one page at the same time
 // would lose one of them, unless the caller keeps them apart.
 
-#include "diofs/backing_io.hpp"
+#include "diofs/io/backing_io.hpp"
 
 #include <sys/stat.h>
 

@@ -5,10 +5,10 @@
 // error, drop()), and the bounds on memory. Also the InodeIo rules read-ahead and coalescing
 // rely on, the BufferPool and the IoWorkers.
 
-#include "diofs/buffer_pool.hpp"
-#include "diofs/inode_io.hpp"
-#include "diofs/io_workers.hpp"
-#include "diofs/read_ahead.hpp"
+#include "diofs/io/buffer_pool.hpp"
+#include "diofs/io/inode_io.hpp"
+#include "diofs/io/io_workers.hpp"
+#include "diofs/io/read_ahead.hpp"
 
 #include "streaming_fakes.hpp"
 

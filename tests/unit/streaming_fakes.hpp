@@ -4,7 +4,7 @@
 // fail (a fault-injecting backend) or to hold its callers until released (to build the
 // interleavings of a worker and a writer on purpose), and which records every call.
 
-#include "diofs/write_behind.hpp"
+#include "diofs/io/write_behind.hpp"
 
 #include <gtest/gtest.h>
 

@@ -5,9 +5,9 @@
 // stream, the bounds on memory, and what a failed writeout does to the next write, to
 // error() (fsync, close) and to what was pending after it.
 
-#include "diofs/buffer_pool.hpp"
-#include "diofs/io_workers.hpp"
-#include "diofs/write_behind.hpp"
+#include "diofs/io/buffer_pool.hpp"
+#include "diofs/io/io_workers.hpp"
+#include "diofs/io/write_behind.hpp"
 
 #include "streaming_fakes.hpp"
 

@@ -19,7 +19,7 @@
 // release the pages of the whole file are dropped. The thread starts with the first drop, so in
 // the process that serves the mount (after the fork into the background).
 
-#include "diofs/chunk.hpp"
+#include "diofs/io/chunk.hpp"
 
 #include <algorithm>
 #include <condition_variable>

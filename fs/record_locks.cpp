@@ -1,4 +1,4 @@
-#include "diofs/locks.hpp"
+#include "diofs/record_locks.hpp"
 
 #include "diofs/syscalls.hpp"
 

@@ -1,4 +1,4 @@
-#include "diofs/kernel_pages.hpp"
+#include "diofs/io/kernel_pages.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>

@@ -27,9 +27,9 @@
 // that reads back as zeros: the program learns it at every step until it closes. What reached
 // the backing file before the failure stays there.
 
-#include "diofs/buffer_pool.hpp"
+#include "diofs/io/buffer_pool.hpp"
 #include "diofs/caller_credentials.hpp"
-#include "diofs/io_workers.hpp"
+#include "diofs/io/io_workers.hpp"
 
 #include <time.h>
 

@@ -2,7 +2,7 @@
 // lock owner) and LockWaiters (the requests held back until a lock is free), without a mount:
 // a temporary file stands for the backing file, and attempts are counted functions.
 
-#include "diofs/locks.hpp"
+#include "diofs/record_locks.hpp"
 
 #include <gtest/gtest.h>
 

@@ -15,7 +15,7 @@
 // kMaxDioAlignment, or it is ignored and the next source is asked.
 // The probes are injected, so tests can play any kernel and device.
 
-#include "diofs/chunk.hpp"
+#include "diofs/io/chunk.hpp"
 
 #include <sys/types.h>
 

@@ -20,7 +20,7 @@
 // the pages they read at once, writes drop theirs behind themselves every kDropChunk bytes
 // (and at flush, fsync and release), so the page cache holds at most one chunk per open file.
 
-#include "diofs/backing_io.hpp"
+#include "diofs/io/backing_io.hpp"
 #include "diofs/unique_fd.hpp"
 
 #include <cstdint>

@@ -4,10 +4,10 @@
 // can write out what they hold). One per dbopt mount that is not strict; each DirectFile that
 // reads ahead or coalesces uses it (direct_file.hpp).
 
-#include "diofs/buffer_pool.hpp"
-#include "diofs/chunk.hpp"
-#include "diofs/inode_io.hpp"
-#include "diofs/io_workers.hpp"
+#include "diofs/io/buffer_pool.hpp"
+#include "diofs/io/chunk.hpp"
+#include "diofs/io/inode_io.hpp"
+#include "diofs/io/io_workers.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -7,11 +7,11 @@
 // It is a participant of its inode's InodeIo, so requests through other descriptors of the
 // same file see its pending writes (see inode_io.hpp).
 
-#include "diofs/backing_io.hpp"
-#include "diofs/direct_io_engine.hpp"
-#include "diofs/inode_io.hpp"
-#include "diofs/read_ahead.hpp"
-#include "diofs/write_behind.hpp"
+#include "diofs/io/backing_io.hpp"
+#include "diofs/io/direct_io_engine.hpp"
+#include "diofs/io/inode_io.hpp"
+#include "diofs/io/read_ahead.hpp"
+#include "diofs/io/write_behind.hpp"
 
 #include <atomic>
 #include <functional>

@@ -7,7 +7,7 @@
 // take() never waits: a file that gets nothing reads or writes without a buffer, as strict
 // dbopt does, and memory stays bounded whatever the number of open files.
 
-#include "diofs/aligned_buffer.hpp"
+#include "diofs/io/aligned_buffer.hpp"
 
 #include <cstddef>
 #include <mutex>

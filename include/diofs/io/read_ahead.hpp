@@ -14,10 +14,10 @@
 // Writes by other programs straight into the backing directory are not seen until the chunk
 // holding them is read again: at most `window` bytes ahead of the reader.
 
-#include "diofs/buffer_pool.hpp"
-#include "diofs/direct_io_engine.hpp"
-#include "diofs/inode_io.hpp"
-#include "diofs/io_workers.hpp"
+#include "diofs/io/buffer_pool.hpp"
+#include "diofs/io/direct_io_engine.hpp"
+#include "diofs/io/inode_io.hpp"
+#include "diofs/io/io_workers.hpp"
 
 #include <condition_variable>
 #include <cstdint>

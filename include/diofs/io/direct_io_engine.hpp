@@ -13,9 +13,9 @@
 // a bounce write rewrites whole pages of the page cache and a direct write whole sectors, so
 // two writes of different bytes of one page or sector must not overlap in time.
 
-#include "diofs/aligned_buffer.hpp"
-#include "diofs/backing_io.hpp"
-#include "diofs/dio_alignment.hpp"
+#include "diofs/io/aligned_buffer.hpp"
+#include "diofs/io/backing_io.hpp"
+#include "diofs/io/dio_alignment.hpp"
 
 #include <cstddef>
 #include <cstdint>
