@@ -203,17 +203,22 @@ void Filesystem::present(Inode& inode, struct stat& st) const {
             *t = pending.last_write;
 }
 
-void Filesystem::after_size_change(Inode& inode, const fuse_file_info* fi,
-                                   const InodeIo::OtherChange& change, uint64_t old_size) {
-    if (!options_.dbopt || inode.type != S_IFREG)
-        return;
-    if (fi) {
-        change.size_changed(open_file_of(fi).fd.get(), old_size, page_size_);
-        return;
+FileChange Filesystem::change(Inode& inode, const fuse_file_info* fi, bool leaves_pages) {
+    BackingPages pages;
+    if (options_.dbopt && inode.type == S_IFREG) {
+        if (fi) {
+            pages = BackingPages(open_file_of(fi).fd.get(), page_size_);
+        } else if (leaves_pages) {
+            int fd = open_inode(inode, O_RDONLY | O_NONBLOCK);
+            if (fd >= 0)
+                pages = BackingPages(UniqueFd(fd), page_size_);
+        }
     }
-    int fd = open_inode(inode, O_RDONLY | O_NONBLOCK);
-    if (fd >= 0)
-        change.size_changed(UniqueFd(fd).get(), old_size, page_size_);
+    return FileChange(inode.io, std::move(pages), kernel_file(inode));
+}
+
+KernelFile Filesystem::kernel_file(Inode& inode) {
+    return {[this, &inode] { invalidate_attributes(inode); }};
 }
 
 DiscoveredAlignment Filesystem::root_alignment() {
@@ -247,7 +252,7 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
     access.reads = (open_flags & O_ACCMODE) != O_WRONLY;
     access.writes = (open_flags & O_ACCMODE) != O_RDONLY;
     access.synchronous = (open_flags & (O_SYNC | O_DSYNC | O_DIRECT)) != 0;
-    auto mode_changed = [this, &inode] { invalidate_attributes(inode); };
+    auto mode_changed = kernel_file(inode).forget_attributes;
     std::string name = fmt::format("inode {}:{}/{}", major(inode.dev), minor(inode.dev), inode.ino);
     // O_CREAT, O_EXCL and O_TRUNC did their work in the first open.
     int fd = sys::open_via_proc(buffered_fd, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_DIRECT);

@@ -30,7 +30,7 @@ DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, In
                        Streaming* streaming, Access access, std::string name,
                        ModeChanged mode_changed)
     : name_(std::move(name)),
-      mode_changed_(std::move(mode_changed)),
+      kernel_{std::move(mode_changed)},
       io_(std::move(io)),
       engine_(alignment),
       inode_(inode) {
@@ -204,13 +204,11 @@ void DirectFile::give_back_room(bool releasing) {
 
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
                           std::shared_ptr<const Credentials> who) {
-    inode_.before_write(this, offset, offset + length);
-    if (read_ahead_)
-        read_ahead_->drop();
+    FileWrite announced(inode_, *this, offset, offset + length, kernel_);
     // Setuid and setgid are cleared by the write itself, as this writer, before it is
     // answered: held back, the bits would stay on the file (and in the kernel's cache, and on
     // a program run meanwhile) until the writeout. Such a write goes through at once, after
-    // what this file holds; then the kernel is told.
+    // what this file holds; then the kernel is told (at the end of `announced`).
     bool setid = has_setid_bits();
     size_t taken = 0;
     if (write_behind_ && !setid) {
@@ -231,8 +229,7 @@ ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
     }
     if (setid) {
         setid_.store(Setid::unknown, std::memory_order_relaxed);
-        if (mode_changed_)
-            mode_changed_();
+        announced.cleared_setid();
     }
     if (n < 0)
         return taken ? static_cast<ssize_t>(taken) : n;
@@ -313,19 +310,18 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
     // Shared extents: nothing to copy at all (xfs, btrfs). The filesystem checks alignment and
     // says EINVAL or EOPNOTSUPP when it cannot; then the bytes are copied.
     {
-        const auto change = out.inode_.other_change();
-        const uint64_t out_size = out.backing_size();
+        FileChange change(out.inode_, BackingPages(*out.io_), out.kernel_);
         const bool setid = out.has_setid_bits();
-        std::optional<AsCredentials> as_writer;
-        if (who)
-            as_writer.emplace(*who);
-        const auto clone = [&] { return out.io_->clone_from(*in.io_, off_in, want, off_out); };
+        const auto clone = [&] {
+            std::optional<AsCredentials> as_writer;
+            if (who)
+                as_writer.emplace(*who);
+            return out.io_->clone_from(*in.io_, off_in, want, off_out);
+        };
         if (change.resize(clone) == 0) {
-            as_writer.reset();
-            change.size_changed(*out.io_, out_size);
             // The clone cleared setuid and setgid as a write does (for this writer).
-            if (setid && out.mode_changed_)
-                out.mode_changed_();
+            if (setid)
+                change.cleared_setid();
             return static_cast<ssize_t>(want);
         }
     }

@@ -1,8 +1,5 @@
 #include "diofs/io/inode_io.hpp"
 
-#include "diofs/io/backing_io.hpp"
-#include "diofs/io/posix_backing_io.hpp"
-
 #include <algorithm>
 #include <tuple>
 
@@ -41,14 +38,6 @@ void InodeIo::before_change() {
         f->drop_read_ahead();
         f->changed();
     }
-}
-
-void InodeIo::OtherChange::size_changed(int fd, uint64_t old_size, size_t page_size) const {
-    drop_size_change_pages(fd, old_size, page_size);
-}
-
-void InodeIo::OtherChange::size_changed(BackingIo& file, uint64_t old_size) const {
-    file.drop_size_change_pages(old_size);
 }
 
 InodeIo::Pending InodeIo::pending() const {

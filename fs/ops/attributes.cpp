@@ -47,7 +47,7 @@ timespec time_to_set(int valid, int set_bit, int now_bit, const timespec& value)
 // Applies each change the kernel asks for, as the caller, in the order chmod, chown,
 // truncate, utimes; stops at the first error, which is what the caller sees.
 int apply_setattr(const PathFd& inode_fd, const struct stat& attr, int valid,
-                  const fuse_file_info* fi, const InodeIo::OtherChange& change) {
+                  const fuse_file_info* fi, FileChange& change) {
     const int path_fd = inode_fd.get();
     const int file_fd = fi ? open_file_of(fi).fd.get() : -1;
     int rv = 0;
@@ -101,21 +101,18 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
     if (int rv = fs.path_fd(inode, path_fd); rv < 0)
         return rv;
     // Pending coalesced writes go out first: a truncate must cut them too, and times and
-    // modes are set after the writes that came before.
-    const auto change = inode.io.other_change();
+    // modes are set after the writes that came before. A truncate's pages are dropped after it.
+    FileChange change = fs.change(inode, fi, (valid & FUSE_SET_ATTR_SIZE) != 0);
     int rv = stat_inode(path_fd, fi, &st);
     if (rv == 0 && is_kernel_setid_clear(req, st, attr, valid)) {
         rv = fi ? sys::fchmod(open_file_of(fi).fd.get(), attr.st_mode)
                 : sys::fchmod_path_fd(path_fd.get(), attr.st_mode);
         valid &= ~FUSE_SET_ATTR_MODE;
     }
-    const uint64_t old_size = static_cast<uint64_t>(st.st_size);
     if (rv == 0) {
         CallerCredentials as_caller(req);
         rv = apply_setattr(path_fd, attr, valid, fi, change);
     }
-    if (rv == 0 && (valid & FUSE_SET_ATTR_SIZE))
-        fs.after_size_change(inode, fi, change, old_size);
     if (rv == 0)
         rv = stat_inode(path_fd, fi, &st);
     if (rv == 0)

@@ -6,7 +6,6 @@
 
 #include "diofs/caller_credentials.hpp"
 #include "diofs/counters.hpp"
-#include "diofs/io/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
@@ -61,8 +60,9 @@ int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
         return fs.note_descriptors(sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags)),
                                    "an open");
     };
+    // No open file yet (fi->fh is not set), and a cut to 0 leaves no page at an end of file.
     if (fi->flags & O_TRUNC)
-        return InodeIo::OtherChange(inode.io).resize(open);
+        return fs.change(inode, nullptr, false).resize(open);
     return open();
 }
 
@@ -315,25 +315,18 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
     guarded(req, "fallocate", [&] {
         auto& fs = filesystem_of(req);
         OpenFile& file = open_file_of(fi);
-        Inode& inode = fs.inode(ino);
         int rv;
         {
-            const auto change = inode.io.other_change();  // ends before the reply (guarded())
-            struct stat before;
-            rv = sys::fstat(file.fd.get(), &before);
-            if (rv == 0) {
-                CallerCredentials as_caller(req);
-                rv = change.resize(
-                    [&] { return sys::fallocate(file.fd.get(), mode, offset, length); });
-            }
-            // Zeroing and punching go through the page cache at partial blocks; under dbopt
-            // those pages, and the ends of file, are dropped.
-            if (rv == 0 && file.direct) {
-                write_back_and_drop(file.fd.get(), static_cast<uint64_t>(offset),
-                                    static_cast<uint64_t>(length), fs.page_size());
-                change.size_changed(file.fd.get(), static_cast<uint64_t>(before.st_size),
-                                fs.page_size());
-            }
+            // Ends before the reply (guarded()). Zeroing and punching go through the page cache
+            // at partial blocks: under dbopt those pages, and the ends of file, are dropped.
+            FileChange change = fs.change(fs.inode(ino), fi, true);
+            const Credentials caller = Credentials::of(req);  // read before the inode's lock
+            const auto allocate = [&] {
+                AsCredentials as_caller(caller);
+                return sys::fallocate(file.fd.get(), mode, offset, length);
+            };
+            rv = change.resize_range(static_cast<uint64_t>(offset),
+                                     static_cast<uint64_t>(length), allocate);
         }
         reply_status(req, rv);
     });

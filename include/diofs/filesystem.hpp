@@ -7,6 +7,7 @@
 #include "diofs/close_report.hpp"
 #include "diofs/io/dio_alignment.hpp"
 #include "diofs/io/direct_file.hpp"
+#include "diofs/io/file_change.hpp"
 #include "diofs/inode_table.hpp"
 #include "diofs/io/kernel_pages.hpp"
 #include "diofs/record_locks.hpp"
@@ -131,10 +132,16 @@ public:
     // Lock requests that wait for a lock held elsewhere (record_locks.hpp).
     LockWaiters& lock_waiters() { return lock_waiters_; }
 
-    // Under dbopt, after a truncate through setattr (from `old_size`): change.size_changed()
-    // through `fi`'s file or, without one, a descriptor opened for the purpose.
-    void after_size_change(Inode& inode, const fuse_file_info* fi,
-                           const InodeIo::OtherChange& change, uint64_t old_size);
+    // The seam of the file's coherence (file_change.hpp) for a change of `inode` other than a
+    // write of its data path (a truncate, fallocate, a chmod, chown or utimes) that a request
+    // is about to make, through `fi`'s open file or, without one, through the inode. Under
+    // dbopt, for a regular file, the drops of the backing file's pages after it go through
+    // `fi`'s descriptor or, when the change `leaves_pages` (a truncate may leave the page of
+    // an end of file; an open with O_TRUNC, which cuts to 0, leaves none), through one opened
+    // now for the purpose, as the daemon: call it as the daemon.
+    FileChange change(Inode& inode, const fuse_file_info* fi, bool leaves_pages);
+    // What the kernel caches of `inode`, as a FileChange or a DirectFile reaches it.
+    KernelFile kernel_file(Inode& inode);
 
     // The direct-I/O alignment of the backing directory, for the log at mount.
     DiscoveredAlignment root_alignment();

@@ -215,7 +215,7 @@ TEST_F(DirectFileTest, AChmodThroughTheMountIsSeenByTheNextWriteAfterWhatTheFile
     ASSERT_EQ(a.file->contents(), "");
     {
         // A chmod through the mount (setattr): every open file writes out and forgets the mode.
-        const auto change = a.inode.other_change();
+        const FileChange change(a.inode);
         a.file->set_mode(S_IFREG | 02775);  // setgid, group execute: a write clears it
     }
     EXPECT_EQ(a.file->contents(), "held");
@@ -250,7 +250,7 @@ TEST_F(DirectFileTest, TheLastCloseGivesBackTheRoomReservedPastTheEndAndKeepsThe
 }
 
 // A resize through the mount (a truncate, an open with O_TRUNC, fallocate, a clone:
-// InodeIo::OtherChange::resize) that comes while a close gives back the room reserved past the
+// FileChange::resize) that comes while a close gives back the room reserved past the
 // end waits until the give-back has truncated the file to the size it read: landing between
 // the two, it would be undone (the file cut back to 20 bytes here). The resize is started
 // once the give-back's stat has read the size; it cannot end until the give-back is done, so
@@ -268,7 +268,7 @@ TEST_F(DirectFileTest, AResizeThroughTheMountIsNeverUndoneByAGiveBack) {
     std::promise<void> resized;
     {
         // Its pending writes out (none), as setattr does before it truncates.
-        const InodeIo::OtherChange change(a.inode);
+        FileChange change(a.inode);
         a.file->after_next_stat([&] {
             resizer = std::thread([&] {
                 change.resize([&] { return other.truncate(40); });

@@ -5,10 +5,12 @@
 // DirectFile; every read, write, fsync and flush of a dbopt file goes through it, and it
 // touches the backing file only through its BackingIo (the unit tests give it one in memory).
 // It is a participant of its inode's InodeIo, so requests through other descriptors of the
-// same file see its pending writes (see inode_io.hpp).
+// same file see its pending writes (see inode_io.hpp); its writes and clones go through the
+// seam of the file's coherence (FileWrite, FileChange: file_change.hpp).
 
 #include "diofs/io/backing_io.hpp"
 #include "diofs/io/direct_io_engine.hpp"
+#include "diofs/io/file_change.hpp"
 #include "diofs/io/inode_io.hpp"
 #include "diofs/io/read_ahead.hpp"
 #include "diofs/io/write_behind.hpp"
@@ -108,7 +110,7 @@ private:
     ssize_t write_now(const char* buf, size_t length, uint64_t offset);
 
     const std::string name_;
-    const ModeChanged mode_changed_;
+    const KernelFile kernel_;  // its forget_attributes is `mode_changed`
     std::atomic<bool> reservable_ = true;  // fallocate works on the backing file
     // What this open file knows of the mode's setuid/setgid bits: learned at every reservation
     // and write-through check, forgotten at every change through the mount.

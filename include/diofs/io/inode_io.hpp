@@ -10,6 +10,8 @@
 // - before a write, the pending writes of other descriptors that overlap it are written (the
 //   later write lands last), and their read-ahead is dropped;
 // - before any other change (truncate, fallocate, a copy into it, setattr), all of them.
+// Handlers do not call these one by one: a change goes through FileChange or FileWrite, the
+// one seam that orders every step of it (file_change.hpp).
 
 #include <time.h>
 
@@ -20,8 +22,6 @@
 #include <vector>
 
 namespace diofs {
-
-class BackingIo;
 
 class InodeIo {
 public:
@@ -48,7 +48,7 @@ public:
     };
 
     // One change of the file through the mount, from before its first byte moves until after
-    // its last; see quiet_generation().
+    // its last (a write going out, and every FileChange); see quiet_generation().
     class Change {
     public:
         explicit Change(InodeIo& io) : io_(&io) { io.started_.fetch_add(1); }
@@ -60,37 +60,6 @@ public:
         InodeIo* io_;
     };
     [[nodiscard]] Change change() { return Change(*this); }
-
-    // The one hook of every change of the file through the mount other than a write: a
-    // truncate (setattr, open with O_TRUNC), fallocate, a clone into the file, a chmod or
-    // utimes. Alive from before the change until after it. Made: every pending write of the
-    // inode out, every read-ahead dropped, every open file told (before_change), and the
-    // change counted (Change). size_changed() after a change that can move the end of file.
-    class OtherChange {
-    public:
-        explicit OtherChange(InodeIo& io) : io_(io), change_((io.before_change(), io)) {}
-        // Runs `resize`, the system call that may move the end of file (ftruncate, truncate,
-        // an open with O_TRUNC, fallocate, a clone into the file), under `writing`: it lands
-        // wholly before or wholly after any write to the backing file through the mount, and
-        // any give-back of reserved room, which reads the size and truncates to it
-        // (DirectFile::give_back_room). `resize` makes system calls only: it takes no lock.
-        template <typename Resize>
-        auto resize(Resize&& resize) const {
-            std::lock_guard one_at_a_time(io_.writing);
-            return resize();
-        }
-        // After the change succeeded, `fd` being any descriptor of the backing file, whose size
-        // was `old_size` before it: the pages the filesystem zeroed through the page cache at
-        // the old and the new end of file are dropped (posix_backing_io.hpp).
-        void size_changed(int fd, uint64_t old_size, size_t page_size) const;
-        // The same, through an open dbopt file's BackingIo (a clone into it).
-        void size_changed(BackingIo& file, uint64_t old_size) const;
-
-    private:
-        InodeIo& io_;
-        Change change_;
-    };
-    [[nodiscard]] OtherChange other_change() { return OtherChange(*this); }
 
     // A number for the file's present contents, when no change is under way; data read from
     // the backing file from now on is current while unchanged_since() says so.
@@ -127,7 +96,7 @@ public:
     // page the filesystem zeroed there cached. The kernel serializes the writes of one FUSE
     // inode anyway (FUSE direct writes hold the inode lock); this covers the writeouts.
     // The other changes that may move the end of file take it too, around their system call
-    // only (OtherChange::resize), so that DirectFile::give_back_room, which reads the size and
+    // only (FileChange::resize), so that DirectFile::give_back_room, which reads the size and
     // truncates the file to it under this lock, never undoes a resize made through the mount.
     // Taken after `reserving` (give_back_room), and never while a file's WriteBehind lock is
     // waited for: its holder may be waiting for this one.

@@ -7,7 +7,7 @@
 //
 // What was read ahead is used only while the inode has not changed through the mount since
 // (InodeIo's generation), and is dropped on a read that is not sequential, on any write to
-// the inode through the mount (InodeIo::before_write), and when the file is released. A read
+// the inode through the mount (FileWrite, file_change.hpp), and when the file is released. A read
 // that the chunks cannot answer whole (no memory, a write under way, end of file, an error)
 // is left to the caller's direct read, which also reports the error.
 //
