@@ -93,19 +93,17 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
         error_told_ = true;
         return error_;
     }
-    if (reserve_ && length > 0 && (offset < room_begin_ || offset + length > room_end_)) {
+    if (reserve_ && length > 0 && !room_.covers(offset, length)) {
         // Under the lock: the writes of one file reach here one at a time anyway (the kernel
         // holds the inode lock over a FUSE direct write), and a writeout never needs it while
         // it writes.
-        const bool continues = room_end_ > room_begin_ && offset >= room_begin_ && offset <= room_end_;
-        const uint64_t from = continues ? room_end_ : offset;
-        const uint64_t ahead = continues ? std::min<uint64_t>(chunk_, room_end_ - room_begin_) : 0;
+        const RoomReservation::Stream::Ask ask = room_.ask(offset, length, chunk_);
         Room room;
         {
             std::optional<AsCredentials> as_writer;
             if (who)
                 as_writer.emplace(*who);
-            room = reserve_(from, offset + length - from, ahead);
+            room = reserve_(ask.offset, ask.length, ask.ahead);
         }
         if (room.error < 0)
             return room.error;
@@ -116,9 +114,7 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
             error_told_ = error_ < 0;
             return error_;
         }
-        if (!continues)
-            room_begin_ = offset;
-        room_end_ = std::max(room.end, offset + length);
+        room_.reserved(offset, length, room.end);
     }
     size_t done = 0;
     while (done < length) {
@@ -224,14 +220,14 @@ void WriteBehind::settle() {
 
 void WriteBehind::forget_room() {
     std::lock_guard lock(mutex_);
-    room_begin_ = room_end_ = 0;
+    room_.forget();
 }
 
 void WriteBehind::give_back_room(const std::function<void()>& give_back) {
     std::unique_lock lock(mutex_);
     settle_locked(lock);
     give_back();
-    room_begin_ = room_end_ = 0;
+    room_.forget();
 }
 
 int WriteBehind::error() {
