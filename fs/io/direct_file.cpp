@@ -2,6 +2,7 @@
 
 #include "diofs/counters.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 #include "diofs/io/streaming.hpp"
 
 #include <sys/stat.h>
@@ -259,26 +260,22 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
 
     // Byte by byte: the source read ahead, the target coalesced, as a cp with read() and
     // write() would be, a chunk of the mount's pool at a time (kChunk; smaller in unit tests),
-    // so that the reads ahead and the writeouts of whole chunks overlap.
+    // so that the reads ahead and the writeouts of whole chunks overlap. A short step is the
+    // last: a short read is the end of the source (`want` is within the size read above, so
+    // the next read would return nothing), a short write has an error to follow.
     want = std::min(want, kCopyPerRequest);
     const uint64_t step = out.streaming_ ? out.streaming_->pool.chunk() : kChunk;
-    uint64_t done = 0;
-    while (done < want) {
-        ReadView view;
-        ssize_t n = in.read(off_in + done, std::min<uint64_t>(want - done, step), view);
-        if (n <= 0) {
-            if (n < 0 && done == 0)
-                return n;
-            break;
-        }
-        ssize_t w = out.write(view.data, view.length, off_out + done, who);
-        if (w < 0)
-            return done ? static_cast<ssize_t>(done) : w;
-        done += static_cast<uint64_t>(w);
-        if (static_cast<size_t>(w) < view.length)
-            break;
-    }
-    return static_cast<ssize_t>(done);
+    return transfer_all(
+               want, ShortCount::stops(),
+               [&](uint64_t done, uint64_t asked) {
+                   ReadView view;
+                   const ssize_t n = in.read(off_in + done, asked, view);
+                   if (n <= 0)
+                       return n;
+                   return out.write(view.data, view.length, off_out + done, who);
+               },
+               step)
+        .count_or_error();
 }
 
 }  // namespace diofs

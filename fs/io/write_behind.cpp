@@ -3,6 +3,7 @@
 #include "diofs/counters.hpp"
 #include "diofs/error_boundary.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -152,14 +153,13 @@ int WriteBehind::write_out(const Chunk& chunk) {
     // end of the I/O thread (and of the daemon, with every write it holds).
     try {
         AsCredentials as_writer(chunk.who ? *chunk.who : Credentials{});
-        size_t done = 0;
-        while (done < chunk.length) {
-            ssize_t n = sink_(chunk.buffer->data() + done, chunk.length - done, chunk.start + done);
-            if (n <= 0)
-                return n < 0 ? static_cast<int>(n) : -EIO;
-            done += static_cast<size_t>(n);
-        }
-        return 0;
+        const Transferred out =
+            transfer_all(chunk.length, ShortCount::again(), [&](uint64_t done, uint64_t asked) {
+                return sink_(chunk.buffer->data() + done, asked, chunk.start + done);
+            });
+        if (out.error < 0)
+            return out.error;
+        return out.done < chunk.length ? -EIO : 0;  // the sink wrote nothing, and said no error
     } catch (...) {
         return current_exception_errno(
             fmt::format("{}: writing out {} bytes at offset {}", name_, chunk.length, chunk.start));
