@@ -1,17 +1,15 @@
 #include "diofs/daemon.hpp"
 
+#include "diofs/background_threads.hpp"
 #include "diofs/caller_credentials.hpp"
 #include "diofs/daemon_lock.hpp"
 #include "diofs/filesystem.hpp"
 #include "diofs/logging.hpp"
 #include "diofs/operations.hpp"
-#include "diofs/stats.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <pthread.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -19,7 +17,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -224,36 +221,6 @@ std::optional<dev_t> mounted_device(const std::string& mountpoint, dev_t before)
     return dev;
 }
 
-// Logs the stats (stats.hpp) on SIGUSR1 (which every other thread blocks), until stop().
-class StatsReporter {
-public:
-    explicit StatsReporter(Filesystem& fs) : fs_(fs), thread_([this] { run(); }) {}
-    ~StatsReporter() {
-        stopping_ = true;
-        ::pthread_kill(thread_.native_handle(), SIGUSR1);
-        thread_.join();
-    }
-    static void block_signal() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR1);
-        ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    }
-
-private:
-    void run() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR1);
-        int sig;
-        while (::sigwait(&set, &sig) == 0 && !stopping_)
-            spdlog::info("stats: {}", stats_log_line(stats_json(fs_)));
-    }
-    Filesystem& fs_;
-    std::atomic<bool> stopping_ = false;
-    std::thread thread_;
-};
-
 // FUSE worker threads. The kernel hands each request to the thread that has waited longest, so
 // with many idle threads a sequential reader's requests go round all of them, each cold;
 // measured on 2 CPUs (docs/benchmarks.md), dd bs=16K through dbopt reads about 1.5x faster
@@ -268,26 +235,39 @@ unsigned max_worker_threads(const Options& options) {
 struct SessionDeleter {
     void operator()(fuse_session* se) const noexcept { fuse_session_destroy(se); }
 };
+using Session = std::unique_ptr<fuse_session, SessionDeleter>;
 
-}  // namespace
+// The steps of run_daemon, in its order.
 
-int run_daemon(const Options& given) {
-    Options options = given;
-    // Blocked before the mount exists, for every thread to come: a SIGUSR1 that arrives early
-    // waits for the stats thread instead of killing the daemon (its default action).
-    StatsReporter::block_signal();
+// The process as the daemon needs it, before anything else. Returns what became of the
+// descriptor limit, for the log once the daemon logs where it will go on logging.
+DescriptorLimit prepare_process() {
+    // Blocked before the mount exists, for every thread to come (background_threads.hpp).
+    BackgroundThreads::block_stats_signal();
     CallerCredentials::init_process();
     // The kernel applies the caller's umask before it sends a mode; the daemon must not
     // apply its own on top.
     ::umask(0);
-    const DescriptorLimit descriptors = raise_descriptor_limit();
+    return raise_descriptor_limit();
+}
 
+// SOURCE opened and its attributes, and the device MOUNTPOINT is on before the mount.
+struct CheckedPaths {
+    UniqueFd root_fd;
+    struct stat root_st;
+    dev_t mountpoint_dev;
+};
+
+// Checks SOURCE and MOUNTPOINT before anything is mounted, so that a bad path gives one clear
+// message and no mount, and makes both absolute in `options`. Nothing (after the message) when
+// one of them cannot be used.
+std::optional<CheckedPaths> check_paths(Options& options) {
     auto root_fd = open_source(options.source);
     if (!root_fd)
-        return 1;
+        return std::nullopt;
     std::optional<dev_t> mountpoint_dev = check_mountpoint(options.mountpoint);
     if (!mountpoint_dev)
-        return 1;
+        return std::nullopt;
     // Absolute paths: /proc/mounts shows the source, and the daemon leaves its working
     // directory when it detaches, after which a relative mountpoint could not be unmounted.
     // Without fsname=, the kernel is given SOURCE's absolute path as the mount's source, which
@@ -298,67 +278,92 @@ int run_daemon(const Options& given) {
                       "takes as the source of a mount: name the mount with a shorter "
                       "-o fsname=NAME",
                       options.source, kMaxFsnameBytes);
-        return 1;
+        return std::nullopt;
     }
     absolute_path(options.mountpoint, options.mountpoint);
 
     struct stat root_st;
     if (int rv = sys::stat_path_fd(root_fd->get(), &root_st); rv < 0) {
         spdlog::error("SOURCE '{}': {}", options.source, std::strerror(-rv));
-        return 1;
+        return std::nullopt;
     }
     if (!check_outside_source(options, root_st))
-        return 1;
-    if (options.io_uring)
-        check_kernel_io_uring();
-    // Declared before the filesystem, so let go after every backing descriptor is closed.
-    std::optional<DaemonLock> unmount_lock;
-    Filesystem fs(options, std::move(*root_fd), root_st);
-    fuse_lowlevel_ops ops = make_operations();
+        return std::nullopt;
+    return CheckedPaths{std::move(*root_fd), root_st, *mountpoint_dev};
+}
 
+// The FUSE session of `fs`, with the arguments `options` make (options.hpp), and libfuse's
+// handlers of SIGINT, SIGTERM and SIGHUP, which end its loop. Null (after the message) when
+// either cannot be had.
+Session create_session(const Options& options, Filesystem& fs) {
+    // libfuse copies the operations and every argument it keeps.
+    const fuse_lowlevel_ops ops = make_operations();
     std::vector<std::string> arg_strings = fuse_arguments(options, ::geteuid() == 0);
     std::vector<char*> argv;
     for (auto& a : arg_strings)
         argv.push_back(a.data());
     fuse_args args = {static_cast<int>(argv.size()), argv.data(), 0};
-    std::unique_ptr<fuse_session, SessionDeleter> se(
-        fuse_session_new(&args, &ops, sizeof ops, &fs));
+    Session se(fuse_session_new(&args, &ops, sizeof ops, &fs));
     fuse_opt_free_args(&args);
     if (!se) {
         spdlog::error("cannot start a FUSE session (see the message above)");
-        return 1;
+        return nullptr;
     }
     fs.set_session(se.get());
     if (fuse_set_signal_handlers(se.get()) != 0) {
         spdlog::error("cannot install signal handlers");
-        return 1;
+        return nullptr;
     }
-    if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
+    return se;
+}
+
+// Mounts `se` on MOUNTPOINT (which was on the device `mountpoint_dev`): the mount's device.
+// Nothing (after the message) when it cannot, and then nothing is left mounted and the signal
+// handlers are removed.
+std::optional<dev_t> mount_session(fuse_session* se, const Options& options,
+                                   dev_t mountpoint_dev) {
+    if (fuse_session_mount(se, options.mountpoint.c_str()) != 0) {
         spdlog::error("cannot mount on '{}' (see the message above)", options.mountpoint);
-        fuse_remove_signal_handlers(se.get());
-        return 1;
+        fuse_remove_signal_handlers(se);
+        return std::nullopt;
     }
     // From here until the session loop runs, nothing may reach into the mount: the kernel
     // holds every request until the loop has answered INIT, so the request would wait for
     // ever.
-    std::optional<dev_t> own_device = mounted_device(options.mountpoint, *mountpoint_dev);
+    std::optional<dev_t> own_device = mounted_device(options.mountpoint, mountpoint_dev);
     if (!own_device) {
-        fuse_session_unmount(se.get());
-        fuse_remove_signal_handlers(se.get());
-        return 1;
+        fuse_session_unmount(se);
+        fuse_remove_signal_handlers(se);
     }
-    fs.set_own_device(*own_device);
-    unmount_lock = DaemonLock::take(*own_device);
+    return own_device;
+}
+
+// What follows from the mount's device `own_device`: the filesystem refuses lookups that lead
+// back into it, the kernel reads its files ahead by what KernelPages keeps, and the lock
+// umount.fuse.diofs waits on is taken (returned: nothing when the daemon is not root).
+std::optional<DaemonLock> claim_mount(Filesystem& fs, dev_t own_device) {
+    fs.set_own_device(own_device);
+    std::optional<DaemonLock> unmount_lock = DaemonLock::take(own_device);
     if (const KernelPages* pages = fs.kernel_pages())
-        set_kernel_read_ahead(*own_device, pages->read_ahead());
-    if (!options.foreground) {
-        log_to_syslog(options.log_level);
-        // The parent exits 0 once the child runs; the mount already exists by then, so
-        // mount(8) returns only when the filesystem is usable.
-        fuse_daemonize(0);
-        if (unmount_lock)
-            unmount_lock->record_pid();
-    }
+        set_kernel_read_ahead(own_device, pages->read_ahead());
+    return unmount_lock;
+}
+
+// Without -f: logs to syslog from now on and forks into the background, so nothing before may
+// have started a thread (only the forking thread goes on in the child). The parent exits 0
+// once the child runs; the mount already exists by then, so mount(8) returns only when the
+// filesystem is usable. The lock file names the child.
+void detach(const Options& options, const std::optional<DaemonLock>& unmount_lock) {
+    if (options.foreground)
+        return;
+    log_to_syslog(options.log_level);
+    fuse_daemonize(0);
+    if (unmount_lock)
+        unmount_lock->record_pid();
+}
+
+// What the mount is and how it will serve, in the log where the daemon goes on logging.
+void log_mount(const Options& options, Filesystem& fs, const DescriptorLimit& descriptors) {
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");
     log_descriptor_limit(descriptors);
@@ -374,57 +379,76 @@ int run_daemon(const Options& given) {
                      pages->window() >> 10, pages->read_ahead() >> 10);
     else if (options.dbopt)
         spdlog::info("dbopt: strict (every request one direct transfer)");
-    if (options.dbopt) {
-        DiscoveredAlignment root = fs.root_alignment();
-        if (root.option_below_requirement)
-            spdlog::warn("dio_align={} is below what {} needs: using {} (a smaller alignment "
-                         "would fail every direct request)",
-                         *options.dio_align, options.source, root.alignment->offset);
-        if (root.alignment)
-            spdlog::info("direct-I/O alignment of {}: {} bytes (memory {}), from the {}",
-                         options.source, root.alignment->offset, root.alignment->memory,
-                         to_string(root.source));
-        else
-            spdlog::warn("{} does not support direct I/O ({}): files are served buffered, "
-                         "dropping their pages behind themselves",
-                         options.source, to_string(root.source));
-    }
+    if (!options.dbopt)
+        return;
+    DiscoveredAlignment root = fs.root_alignment();
+    if (root.option_below_requirement)
+        spdlog::warn("dio_align={} is below what {} needs: using {} (a smaller alignment "
+                     "would fail every direct request)",
+                     *options.dio_align, options.source, root.alignment->offset);
+    if (root.alignment)
+        spdlog::info("direct-I/O alignment of {}: {} bytes (memory {}), from the {}",
+                     options.source, root.alignment->offset, root.alignment->memory,
+                     to_string(root.source));
+    else
+        spdlog::warn("{} does not support direct I/O ({}): files are served buffered, "
+                     "dropping their pages behind themselves",
+                     options.source, to_string(root.source));
+}
 
-    // Here, after the fork into the background: a thread started before would stay behind.
-    if (const int error = fs.lock_waiters().start(); error != 0)
-        spdlog::warn("cannot start the thread that waits for locks ({}): blocking locks are "
-                     "refused with ENOLCK until it can",
-                     std::strerror(error));
-    int rv;
-    {
-        StatsReporter stats(fs);
-        fuse_loop_config* config = fuse_loop_cfg_create();
-        fuse_loop_cfg_set_max_threads(config, max_worker_threads(options));
-        fuse_loop_cfg_set_clone_fd(config, options.clone_fd ? 1 : 0);
-        rv = fuse_session_loop_mt(se.get(), config);
-        fuse_loop_cfg_destroy(config);
-    }
-    // No notification after the loop: the kernel may be gone.
-    if (KernelPages* pages = fs.kernel_pages())
-        pages->stop();
-    // Nor a reply: the waits for locks end before the files they wait on are closed.
-    fs.lock_waiters().stop();
-    // Told to stop with files still open: what they hold back goes out before the mount does.
-    if (Streaming* streaming = fs.streaming())
-        streaming->settle_all();
-    // Their releases will never come: closed as release closes them, before the mount goes, so
-    // that the backing files are no longer held open once it is gone.
-    if (size_t open = fs.handles().close_all())
-        spdlog::info("session ends: closed {} files and directories the kernel still held open",
-                     open);
-    fuse_session_unmount(se.get());
-    fuse_remove_signal_handlers(se.get());
+// Serves requests with libfuse's multi-threaded loop until the session ends (umount, SIGINT,
+// SIGTERM, SIGHUP), the mount's background threads started before and stopped after it, with
+// the files the kernel still holds open written out and closed (background_threads.hpp).
+// Returns the loop's result: 0, or -errno.
+int serve(fuse_session* se, const Options& options, Filesystem& fs) {
+    BackgroundThreads threads(fs);
+    threads.start();
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(config, max_worker_threads(options));
+    fuse_loop_cfg_set_clone_fd(config, options.clone_fd ? 1 : 0);
+    const int rv = fuse_session_loop_mt(se, config);
+    fuse_loop_cfg_destroy(config);
+    threads.stop();
+    return rv;
+}
+
+// Unmounts, if umount has not, and removes the signal handlers: the exit status.
+int end_session(fuse_session* se, const Options& options, int rv) {
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
     if (rv < 0) {
         spdlog::error("session ended with an error: {}", std::strerror(-rv));
         return 1;
     }
     spdlog::info("{} unmounted", options.mountpoint);
     return 0;
+}
+
+}  // namespace
+
+int run_daemon(const Options& given) {
+    const DescriptorLimit descriptors = prepare_process();
+    Options options = given;
+    std::optional<CheckedPaths> paths = check_paths(options);
+    if (!paths)
+        return 1;
+    if (options.io_uring)
+        check_kernel_io_uring();
+    // Declared before the filesystem, so let go after every backing descriptor is closed.
+    std::optional<DaemonLock> unmount_lock;
+    Filesystem fs(options, std::move(paths->root_fd), paths->root_st);
+    // Declared after the filesystem, so destroyed before it.
+    Session se = create_session(options, fs);
+    if (!se)
+        return 1;
+    std::optional<dev_t> own_device = mount_session(se.get(), options, paths->mountpoint_dev);
+    if (!own_device)
+        return 1;
+    unmount_lock = claim_mount(fs, *own_device);
+    detach(options, unmount_lock);
+    log_mount(options, fs, descriptors);
+    const int rv = serve(se.get(), options, fs);
+    return end_session(se.get(), options, rv);
 }
 
 }  // namespace diofs

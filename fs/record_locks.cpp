@@ -168,35 +168,36 @@ void LockWaiters::wait(Who who, Attempt attempt, Done done, const std::function<
         std::unique_lock lock(mutex_);
         if (stopping_)
             return;
-        size_t& mine = per_user_[who.user];
-        if (mine >= kMostPerUser || waiters_.size() >= kMostWaiting) {
-            const size_t all = waiters_.size(), users = mine;
-            if (mine == 0)
-                per_user_.erase(who.user);
-            const bool first = !std::exchange(warned_, true);
+        const auto user = per_user_.find(who.user);
+        const size_t mine = user == per_user_.end() ? 0 : user->second;
+        // A wait refused: nothing is kept; `warned` says whether this refusal's kind was logged.
+        auto refuse = [&](bool& warned, auto log) {
+            const bool first = !std::exchange(warned, true);
             lock.unlock();
             if (first)
+                log();
+            done(-ENOLCK);
+        };
+        if (mine >= kMostPerUser || waiters_.size() >= kMostWaiting) {
+            const size_t all = waiters_.size();
+            return refuse(warned_, [&] {
                 spdlog::warn("lock waits refused with ENOLCK: user {} waits for {} locks (at most "
                              "{} each), all users for {} (at most {}); logged once",
-                             who.user, users, kMostPerUser, all, kMostWaiting);
-            return done(-ENOLCK);
+                             who.user, mine, kMostPerUser, all, kMostWaiting);
+            });
         }
         // Started by start(), or here (unit tests; or start() could not): never before the
         // daemon has forked into the background, which would leave it behind in the parent.
+        // When it cannot start, nothing is kept: the next wait tries again.
         if (!thread_.joinable()) {
-            if (const int error = start_locked(); error != 0) {
-                if (mine == 0)
-                    per_user_.erase(who.user);
-                const bool first = !std::exchange(warned_no_thread_, true);
-                lock.unlock();
-                if (first)
+            if (const int error = start_locked(); error != 0)
+                return refuse(warned_no_thread_, [&] {
                     spdlog::error("lock waits refused with ENOLCK: cannot start the thread that "
                                   "waits for locks ({}); logged once",
                                   std::strerror(error));
-                return done(-ENOLCK);  // nothing kept: the next wait tries again
-            }
+                });
         }
-        ++mine;
+        ++per_user_[who.user];
         ++per_key_[who.key];
         it = waiters_.emplace(waiters_.end());
         it->who = who;

@@ -115,6 +115,14 @@ int fstatfs(int fd, struct statfs* st) { return result(::fstatfs(fd, st)); }
 
 int fsync(int fd, bool datasync) { return result(datasync ? ::fdatasync(fd) : ::fsync(fd)); }
 
+ssize_t pread(int fd, char* buf, size_t length, off_t offset) {
+    return result(::pread(fd, buf, length, offset));
+}
+
+ssize_t pwrite(int fd, const char* buf, size_t length, off_t offset) {
+    return result(::pwrite(fd, buf, length, offset));
+}
+
 int fallocate(int fd, int mode, off_t offset, off_t length) {
     return result(::fallocate(fd, mode, offset, length));
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds libfuse 3.18.3 from Debian's source package (sid's source archive) into a private
-# prefix, so that diofs can be built and tested against it beside Debian 12's libfuse 3.14:
+# prefix, as a static library: the default build of diofs on a system whose libfuse is older
+# than 3.16 (Debian 12 has 3.14) links it (mount_helpers/install-deps.sh, diofs_libfuse_prefix):
 #
 #     mount_helpers/build-libfuse.sh [PREFIX]       # default /opt/diofs-libfuse-3.18.3
-#     cmake -S . -B build-fuse318 -DDIOFS_LIBFUSE_PREFIX=/opt/diofs-libfuse-3.18.3
+#     cmake -S . -B build -DDIOFS_LIBFUSE_PREFIX=/opt/diofs-libfuse-3.18.3
 #
-# Nothing of the system's libfuse changes: only the library, its headers and its pkg-config
-# file go to PREFIX (no fusermount3, no mount.fuse3, no udev rule, no init script; a daemon of
-# that build that needs fusermount3, for auto_unmount, runs the system's). The apt source it adds,
-# /etc/apt/sources.list.d/diofs-sid-src.sources, is deb-src only: no binary package can come
-# from sid. Built with io_uring (liburing and libnuma from Debian 12). Run again, it does nothing
-# once PREFIX holds this version. Needs root (apt-get) unless everything is there already.
+# Nothing of the system's libfuse changes: only the static library, its headers and its
+# pkg-config file go to PREFIX (no shared library, no fusermount3, no mount.fuse3, no udev
+# rule, no init script; a daemon of that build that needs fusermount3, for auto_unmount, runs
+# the system's). Linked statically, diofs needs nothing of PREFIX once built. The apt source it
+# adds, /etc/apt/sources.list.d/diofs-sid-src.sources, is deb-src only: no binary package can
+# come from sid. Built with io_uring (liburing and libnuma from Debian 12). Run again, it does
+# nothing once PREFIX holds this build. Needs root (apt-get) unless everything is there already.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=install-deps.sh
@@ -18,9 +20,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 version=3.18.3
 debian_version=$version-1
+# What the stamp vouches for: this version, built as a static library only.
+build_id="$debian_version static"
 prefix=${1:-${DIOFS_LIBFUSE_PREFIX:-/opt/diofs-libfuse-$version}}
 stamp=$prefix/.diofs-libfuse-version
-if [ "$(cat "$stamp" 2>/dev/null)" = "$debian_version" ] &&
+if [ "$(cat "$stamp" 2>/dev/null)" = "$build_id" ] &&
     [ -f "$prefix/lib/pkgconfig/fuse3.pc" ]; then
     echo "build-libfuse.sh: libfuse $debian_version is already in $prefix"
     exit 0
@@ -67,6 +71,7 @@ dpkg-source -x "$work/fuse3_$debian_version.dsc" "$work/src" >/dev/null
 # No utils (fusermount3 would want setuid root), no examples, no tests; libdir lib/ so that the
 # pkg-config file is at PREFIX/lib/pkgconfig whatever the distribution's multiarch default.
 meson setup "$work/build" "$work/src" --prefix="$prefix" --libdir=lib --buildtype=release \
+    --default-library=static \
     -Dutils=false -Dexamples=false -Dtests=false -Duseroot=false -Denable-io-uring=true \
     >"$work/meson.log" || { cat "$work/meson.log"; exit 1; }
 if ! grep -q '^#define HAVE_URING' "$work/build/fuse_config.h"; then
@@ -81,5 +86,5 @@ DESTDIR="$work/stage" meson install -C "$work/build" --quiet >/dev/null
 $sudo rm -rf "$prefix"
 $sudo mkdir -p "$(dirname "$prefix")"
 $sudo mv "$work/stage$prefix" "$prefix"
-echo "$debian_version" | $sudo tee "$stamp" >/dev/null
+echo "$build_id" | $sudo tee "$stamp" >/dev/null
 echo "build-libfuse.sh: libfuse $debian_version installed in $prefix"

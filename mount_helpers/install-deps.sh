@@ -28,3 +28,18 @@ diofs_load_fuse() {
     [ -e /dev/fuse ] && return 0
     if [ "$(id -u)" = 0 ]; then modprobe fuse 2>/dev/null || true; else sudo modprobe fuse || true; fi
 }
+
+# diofs_libfuse_prefix: prints where the default build finds its libfuse: nothing for the
+# system's when it is 3.16 or newer (the kernel's writeback cache needs FUSE_CAP_HANDLE_KILLPRIV_V2,
+# which came with 3.16), else the prefix of libfuse 3.18.3, built there by build-libfuse.sh if it
+# is not yet (its output goes to stderr). DIOFS_LIBFUSE=system builds against the system's
+# whatever its version (Debian 12: 3.14, the second, tested build); DIOFS_LIBFUSE_PREFIX says
+# where 3.18.3 goes (default /opt/diofs-libfuse-3.18.3).
+diofs_libfuse_prefix() {
+    if [ "${DIOFS_LIBFUSE:-}" = system ] || pkg-config --atleast-version=3.16 fuse3 2>/dev/null; then
+        return 0
+    fi
+    local prefix=${DIOFS_LIBFUSE_PREFIX:-/opt/diofs-libfuse-3.18.3}
+    "$(dirname "${BASH_SOURCE[0]}")/build-libfuse.sh" "$prefix" >&2 || return 1
+    echo "$prefix"
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, installs diofs (/usr/local/bin/diofs, the mount(8) and
-# umount(8) helpers /sbin/mount.fuse.diofs and /sbin/umount.fuse.diofs) and mounts:
+# Installs what is missing, builds (against libfuse 3.16 or newer: the system's, or 3.18.3 built
+# from Debian's source package on Debian 12; DIOFS_LIBFUSE=system for the system's 3.14),
+# installs diofs (/usr/local/bin/diofs, the mount(8) and umount(8) helpers
+# /sbin/mount.fuse.diofs and /sbin/umount.fuse.diofs) and mounts:
 #
 #     mount_helpers/setup.sh                          # demo: /srv/diofs-demo on /mnt/diofs-demo, dbopt,nosuid,nodev
 #     mount_helpers/setup.sh SOURCE MOUNTPOINT [OPTIONS]
@@ -19,7 +21,9 @@ sudo=""
 
 diofs_install_missing_packages
 diofs_load_fuse
-cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIOFS_BUILD_TESTS=OFF >/dev/null
+libfuse_prefix=$(diofs_libfuse_prefix)
+cmake -S "$repo" -B "$repo/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIOFS_BUILD_TESTS=OFF \
+    -DDIOFS_LIBFUSE_PREFIX="$libfuse_prefix" >/dev/null
 cmake --build "$repo/build" -j"$(nproc)"
 $sudo cmake --install "$repo/build"
 

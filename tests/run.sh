@@ -8,12 +8,15 @@
 # diofs (the mount(8) and fstab tests use the installed helper, as a person would) and run the
 # tests with ctest. The quick tier runs the main tree's tests less the ones named in
 # full_only_tests below (longer variants of what it runs). --full runs every test of the main
-# tree, then the same code under sanitizers and against libfuse 3.18, each built in a directory
-# of its own beside the first (made while the first tests run): AddressSanitizer with
-# UndefinedBehaviorSanitizer (build-asan/), ThreadSanitizer (build-tsan/) and libfuse 3.18.3
-# (mount_helpers/build-libfuse.sh, build-fuse318/). DIOFS_SANITIZERS=0 and DIOFS_LIBFUSE318=0
-# leave those out of --full, except under CI=true; DIOFS_LIBFUSE318_PREFIX says where libfuse
-# goes (default /opt/diofs-libfuse-3.18.3, kept for the next run).
+# tree, then the same code under sanitizers and against the second libfuse, each built in a
+# directory of its own beside the first (made while the first tests run): AddressSanitizer with
+# UndefinedBehaviorSanitizer (build-asan/), ThreadSanitizer (build-tsan/) and the system's
+# libfuse (build-fuse314/ on Debian 12). Every tree but the last is built against the default
+# libfuse (mount_helpers/install-deps.sh, diofs_libfuse_prefix): the system's when it is 3.16 or
+# newer, else 3.18.3 built from Debian's source package (mount_helpers/build-libfuse.sh, into
+# DIOFS_LIBFUSE_PREFIX, default /opt/diofs-libfuse-3.18.3, kept for the next run); the second
+# libfuse tree is there only when the default is not the system's. DIOFS_SANITIZERS=0 and
+# DIOFS_SECOND_LIBFUSE=0 leave those out of --full, except under CI=true.
 #
 # Extra arguments go to every ctest run: `tests/run.sh -R DbOptDifferential` runs those tests
 # only. Needs root for the real mounts; with CI=true a mount test that cannot run fails instead
@@ -263,8 +266,8 @@ failed_test_ends() {
     done <"$temporary/LastTestsFailed.log"
 }
 
-# Both sanitizer trees, one after the other, then (with $libfuse318) libfuse 3.18.3 and the
-# tree built against it, at a lower priority than the tests running meanwhile. What timed()
+# Both sanitizer trees, one after the other, then (with $second_libfuse) the tree built against
+# the system's libfuse, at a lower priority than the tests running meanwhile. What timed()
 # notes goes to RESULT: the times on the first line, the failures on the second. Only what the
 # TSan run needs is built there.
 build_sanitized() {
@@ -272,13 +275,13 @@ build_sanitized() {
     renice -n 10 -p "$BASHPID" >/dev/null
     times="" failed=""
     if $sanitizers; then
-        timed asan-build build_tree "$build-asan" address,undefined
-        timed tsan-build build_tree "$build-tsan" thread diofs_unit_tests diofs_mount_threads_tests
+        tree_libfuse_prefix=$libfuse_prefix timed asan-build build_tree "$build-asan" \
+            address,undefined
+        tree_libfuse_prefix=$libfuse_prefix timed tsan-build build_tree "$build-tsan" thread \
+            diofs_unit_tests diofs_mount_threads_tests
     fi
-    if $libfuse318; then
-        timed libfuse-3.18-build "$repo/mount_helpers/build-libfuse.sh" "$libfuse318_prefix"
-        [ "$status" = 0 ] &&
-            tree_libfuse_prefix=$libfuse318_prefix timed fuse318-build build_tree "$build-fuse318" ""
+    if $second_libfuse; then
+        timed "$second_name-build" build_tree "$build-$second_name" ""
     fi
     printf '%s\n%s\n' "$times" "$failed" >"$result"
 }
@@ -297,7 +300,7 @@ wanted() {
 # ---------------------------------------------------------------------------------------------
 if $full; then
     tier="the full run (--full)"
-    echo "tests/run.sh --full: every test, then the sanitizer and libfuse 3.18 trees:" \
+    echo "tests/run.sh --full: every test, then the sanitizer and second libfuse trees:" \
         "about 30 minutes on 2 CPUs"
 else
     tier="the quick run"
@@ -308,7 +311,19 @@ fi
 # shellcheck disable=SC2086 # a list of package names
 diofs_install_missing_packages $diofs_cluster_test_packages
 diofs_load_fuse
-timed build build_tree "$build" ""
+# The default libfuse (3.16 or newer), built first when the system has none.
+libfuse_prefix=$(diofs_libfuse_prefix) || {
+    echo "tests/run.sh: could not build libfuse 3.18.3 (mount_helpers/build-libfuse.sh)" >&2
+    exit 1
+}
+system_libfuse=$(pkg-config --modversion fuse3)
+if [ -n "$libfuse_prefix" ]; then
+    echo "tests/run.sh: built against libfuse 3.18.3 in $libfuse_prefix" \
+        "(the system has $system_libfuse)"
+else
+    echo "tests/run.sh: built against the system's libfuse $system_libfuse"
+fi
+tree_libfuse_prefix=$libfuse_prefix timed build build_tree "$build" ""
 [ "$status" = 0 ] || summary
 if [ "$(id -u)" = 0 ]; then
     cmake --install "$build" >/dev/null
@@ -318,19 +333,23 @@ fi
 make_run_tmp
 
 sanitizers=false
-libfuse318=false
+second_libfuse=false
+# The second libfuse: the system's, when the default is another one (fuse314 on Debian 12).
+second_name=fuse$(sed -E 's/^3\.([0-9]+).*/3\1/' <<<"$system_libfuse")
 if $full; then
     sanitizers=true
     wanted DIOFS_SANITIZERS "sanitizer builds" || sanitizers=false
-    libfuse318=true
-    wanted DIOFS_LIBFUSE318 "libfuse 3.18 build and tests" || libfuse318=false
+    if [ -n "$libfuse_prefix" ]; then
+        second_libfuse=true
+        wanted DIOFS_SECOND_LIBFUSE "build and tests against the system's libfuse" ||
+            second_libfuse=false
+    fi
 fi
-libfuse318_prefix=${DIOFS_LIBFUSE318_PREFIX:-/opt/diofs-libfuse-3.18.3}
-# The sanitizer and libfuse 3.18 builds run beside the first tests, at a lower priority
+# The sanitizer and second libfuse builds run beside the first tests, at a lower priority
 # (build_sanitized).
 built_result=$build/sanitizer-builds.result
 built_log=$build/sanitizer-builds.log
-if $sanitizers || $libfuse318; then
+if $sanitizers || $second_libfuse; then
     rm -f "$built_result"
     build_sanitized "$built_result" >"$built_log" 2>&1 &
     background_builds=$!
@@ -344,7 +363,7 @@ else
     timed tests run_tests "$build" -j"$(nproc)" -E "$full_only_regex" "$@"
     test_environment=()
 fi
-if ! $sanitizers && ! $libfuse318; then
+if ! $sanitizers && ! $second_libfuse; then
     rmdir "$run_tmp" 2>/dev/null || true
     summary
 fi
@@ -352,7 +371,7 @@ fi
 waiting=$SECONDS
 wait "$background_builds" || true
 background_builds=""
-built_times="sanitizer builds" built_failed="asan-build, tsan-build, fuse318-build"
+built_times="sanitizer builds" built_failed="asan-build, tsan-build, $second_name-build"
 if [ -f "$built_result" ]; then
     { read -r built_times && read -r built_failed; } <"$built_result" || true
 fi
@@ -377,22 +396,22 @@ if $sanitizers; then
     *) timed tsan-tests run_tests "$build-tsan" -j"$(nproc)" -L 'unit|mount-threads' "$@" ;;
     esac
 fi
-# Against libfuse 3.18: what the quick tier runs, less two kinds. The two builds differ in how
-# the daemon meets the kernel (INIT's capabilities, KILLPRIV_V2's writes, shared mappings,
+# Against the second libfuse: what the quick tier runs, less two kinds. The two builds differ in
+# how the daemon meets the kernel (INIT's capabilities, KILLPRIV_V2's writes, shared mappings,
 # io_uring, libfuse's own request loop), which every kind of test exercises once in the quick
 # selection; the variants left to --full (other backings and alignments for the same dbopt
 # code, more operations, the plain tools run) test the daemon's own code, which is the same in
 # both builds, and run in the main tree (those on plain directories under ASan too). Left
 # out: e2e.mount_command and e2e.umount_wait test the *installed* diofs through mount(8),
-# umount(8) and the helpers in /sbin, which is the 3.14 build above; the cluster test
+# umount(8) and the helpers in /sbin, which is the default build above; the cluster test
 # (GlusterFS) uses the same requests as the mount tests, over a backing that is not a local
 # disk.
-if $libfuse318; then
+if $second_libfuse; then
     case "$built_failed" in
-    *libfuse-3.18-build* | *fuse318-build*) ;;
+    *"$second_name-build"*) ;;
     *)
         test_environment=("${quick_environment[@]}")
-        timed fuse318-tests run_tests "$build-fuse318" -j"$(nproc)" -LE cluster \
+        timed "$second_name-tests" run_tests "$build-$second_name" -j"$(nproc)" -LE cluster \
             -E "$full_only_regex|^e2e\.(mount_command|umount_wait)\$" "$@"
         test_environment=()
         ;;

@@ -2,14 +2,13 @@
 
 #include "diofs/counters.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 #include "diofs/io/streaming.hpp"
 
-#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <optional>
 
 namespace diofs {
@@ -54,10 +53,7 @@ DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, In
                 name_);
     }
     if (write_behind_) {
-        {
-            std::lock_guard lock(inode_.reserving);
-            ++inode_.reserving_files;
-        }
+        inode_.room.join();
         streaming_ = streaming;
         streaming_->add(this);
     }
@@ -119,87 +115,19 @@ bool DirectFile::note_mode(mode_t mode) {
 }
 
 WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t ahead) {
-    std::lock_guard lock(inode_.reserving);
-    BackingIo::Status st;
-    if (int rv = io_->stat(st); rv < 0)
-        return {rv, false, 0};
-    // Held back, a write would leave setuid and setgid bits on the file until its writeout.
-    if (note_mode(st.mode))
-        return {0, true, 0};
-    const uint64_t size = st.size;
-    const uint64_t end = offset + length;
-    // Ahead only past the end of the file: inside it, a reservation could fill a hole the file
-    // is meant to keep. Past it, what is not written is given back when the file is released.
-    const uint64_t want = end > size ? end + ahead : end;
-    if (reservable_.load(std::memory_order_relaxed)) {
-        if (want > size)
-            inode_.reserved_end = std::max(inode_.reserved_end, want);
-        uint64_t reserved = want;
-        int rv = io_->reserve(offset, want - offset);
-        if (rv < 0 && want > end && rv != -EOPNOTSUPP && rv != -ENOSYS) {
-            // The disk may still hold the write itself, if not the room ahead of it.
-            reserved = end;
-            rv = io_->reserve(offset, length);
-        }
-        if (rv == 0)
-            return {0, false, reserved};
-        if (rv != -EOPNOTSUPP && rv != -ENOSYS)
-            return {rv, false, 0};  // the error of this write (ENOSPC, EDQUOT, EFBIG...)
-        reservable_.store(false, std::memory_order_relaxed);
-        static std::atomic<bool> told = false;
-        if (!told.exchange(true))
-            spdlog::info("{}: the backing filesystem cannot reserve space (fallocate: {}): "
-                         "writes are held back only while its free space is more than what "
-                         "the mount holds, and written through otherwise",
-                         name_, std::strerror(-rv));
-    }
-    // Without a reservation, a full disk would be found at the writeout, after the write was
-    // answered: hold bytes back only while there is clearly room for everything held.
-    const int64_t space = io_->free_space();
-    if (space < 0)
-        return {0, true, 0};
-    const uint64_t available = static_cast<uint64_t>(space);
-    const uint64_t held = streaming_->pool.counters().in_use + streaming_->pool.chunk();
-    if (available <= held + length)
-        return {0, true, 0};
-    return {0, false, end};
+    const RoomReservation::Holder holder{
+        name_,
+        // Held back, a write would leave setuid and setgid bits on the file until its writeout.
+        [this](mode_t mode) { return note_mode(mode); },
+        [this] { return streaming_->pool.counters().in_use + streaming_->pool.chunk(); }};
+    return inode_.room.reserve(*io_, offset, length, ahead, holder);
 }
 
 void DirectFile::give_back_room(bool releasing) {
     // Under the file's own lock (no write of it can take bytes into room that is going), then
-    // the inode's reservations, then its writeouts (the end of file stays where it is).
-    //
-    // The size read below is still the size when the file is truncated to it, so the truncate
-    // frees only the room past the end and undoes no resize: every change made through the
-    // mount that can move the end of file holds `writing` for its system call, as this does
-    // from the stat to the truncate. Writes: write_now (strict writes, and the writeouts of
-    // every open file of the inode). Truncates (setattr, an open with O_TRUNC), fallocate and
-    // clones into the file: InodeIo::OtherChange::resize. So each lands wholly before the stat
-    // (and is seen by it) or wholly after the truncate. The kernel orders none of this for us:
-    // FLUSH and RELEASE come without the inode's lock. A resize made beside the mount (a
-    // program in the backing directory, another node of a cluster) is ordered by no lock of
-    // this daemon; landing in the microseconds between the two calls, it would be undone
-    // (docs/design.md, "Limits in detail").
-    write_behind_->give_back_room([&] {
-        std::lock_guard lock(inode_.reserving);
-        if (releasing)
-            --inode_.reserving_files;
-        // Another open file may still write into the room: the last one gives it back.
-        if (inode_.reserving_files > (releasing ? 0u : 1u) || inode_.reserved_end == 0)
-            return;
-        const uint64_t reserved = std::exchange(inode_.reserved_end, 0);
-        std::lock_guard one_at_a_time(inode_.writing);
-        BackingIo::Status st;
-        if (io_->stat(st) < 0 || reserved <= st.size)
-            return;
-        // A truncate to the present size frees what lies past it; like any truncate it zeroes
-        // the rest of the last block through the page cache (that page is dropped), and stamps
-        // the file with the present time, when it was last modified by its last write.
-        if (io_->truncate(st.size) == 0) {
-            io_->drop_end_of_file_page(st.size);
-            io_->set_mtime(st.mtime);
-        }
-    });
+    // the inode's reservations, then its writes and resizes (RoomReservation::give_back says
+    // why no resize through the mount is undone).
+    write_behind_->give_back_room([&] { inode_.room.give_back(*io_, releasing); });
 }
 
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
@@ -328,26 +256,22 @@ ssize_t DirectFile::copy(DirectFile& in, uint64_t off_in, DirectFile& out, uint6
 
     // Byte by byte: the source read ahead, the target coalesced, as a cp with read() and
     // write() would be, a chunk of the mount's pool at a time (kChunk; smaller in unit tests),
-    // so that the reads ahead and the writeouts of whole chunks overlap.
+    // so that the reads ahead and the writeouts of whole chunks overlap. A short step is the
+    // last: a short read is the end of the source (`want` is within the size read above, so
+    // the next read would return nothing), a short write has an error to follow.
     want = std::min(want, kCopyPerRequest);
     const uint64_t step = out.streaming_ ? out.streaming_->pool.chunk() : kChunk;
-    uint64_t done = 0;
-    while (done < want) {
-        ReadView view;
-        ssize_t n = in.read(off_in + done, std::min<uint64_t>(want - done, step), view);
-        if (n <= 0) {
-            if (n < 0 && done == 0)
-                return n;
-            break;
-        }
-        ssize_t w = out.write(view.data, view.length, off_out + done, who);
-        if (w < 0)
-            return done ? static_cast<ssize_t>(done) : w;
-        done += static_cast<uint64_t>(w);
-        if (static_cast<size_t>(w) < view.length)
-            break;
-    }
-    return static_cast<ssize_t>(done);
+    return transfer_all(
+               want, ShortCount::stops(),
+               [&](uint64_t done, uint64_t asked) {
+                   ReadView view;
+                   const ssize_t n = in.read(off_in + done, asked, view);
+                   if (n <= 0)
+                       return n;
+                   return out.write(view.data, view.length, off_out + done, who);
+               },
+               step)
+        .count_or_error();
 }
 
 }  // namespace diofs

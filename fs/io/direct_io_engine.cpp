@@ -1,6 +1,7 @@
 #include "diofs/io/direct_io_engine.hpp"
 
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -17,18 +18,14 @@ ssize_t DirectIoEngine::write_body(BackingIo& io, const char* buf, uint64_t leng
     thread_local AlignedBuffer copy;
     copy.reserve(std::max<size_t>(alignment_.memory, alignment_.offset),
                  std::min<uint64_t>(length, kChunk));
-    uint64_t done = 0;
-    while (done < length) {
-        uint64_t n = std::min<uint64_t>(length - done, round_down(copy.size(), alignment_.offset));
-        std::memcpy(copy.data(), buf + done, n);
-        ssize_t rv = io.direct_pwrite(copy.data(), n, offset + done);
-        if (rv < 0)
-            return done ? static_cast<ssize_t>(done) : rv;
-        done += static_cast<uint64_t>(rv);
-        if (static_cast<uint64_t>(rv) < n)
-            break;
-    }
-    return static_cast<ssize_t>(done);
+    return transfer_all(
+               length, ShortCount::stops(),
+               [&](uint64_t done, uint64_t n) {
+                   std::memcpy(copy.data(), buf + done, n);
+                   return io.direct_pwrite(copy.data(), n, offset + done);
+               },
+               round_down(copy.size(), alignment_.offset))
+        .count_or_error();
 }
 
 ssize_t DirectIoEngine::write(BackingIo& io, const char* buf, size_t length,
@@ -60,17 +57,16 @@ ssize_t DirectIoEngine::read(BackingIo& io, uint64_t offset, size_t length, Alig
     const uint64_t begin = round_down(offset, alignment_.offset);
     const uint64_t end = round_up(offset + length, alignment_.offset);
     scratch.reserve(std::max<size_t>(alignment_.memory, alignment_.offset), end - begin);
-    uint64_t got = 0;
-    // A short direct read means end of file; one that returns nothing too. Read until the
-    // whole superset is in or the file ends.
-    while (begin + got < end) {
-        ssize_t rv = io.direct_pread(scratch.data() + got, end - begin - got, begin + got);
-        if (rv < 0)
-            return rv;
-        got += static_cast<uint64_t>(rv);
-        if (rv == 0 || got % alignment_.offset != 0)
-            break;
-    }
+    // A short direct read that ends off alignment means end of file; one that returns nothing
+    // too. Read until the whole superset is in or the file ends.
+    const Transferred in = transfer_all(end - begin, ShortCount::stops_off(alignment_.offset),
+                                        [&](uint64_t got, uint64_t asked) {
+                                            return io.direct_pread(scratch.data() + got, asked,
+                                                                   begin + got);
+                                        });
+    if (in.error < 0)
+        return in.error;  // the error, even after some bytes
+    const uint64_t got = in.done;
     const uint64_t skip = offset - begin;
     if (got <= skip)
         return 0;

@@ -2,23 +2,33 @@
 
 #include "diofs/error_boundary.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
 namespace diofs {
 
 IoWorkers::IoWorkers(unsigned threads) : count_(threads) {}
 
-IoWorkers::~IoWorkers() {
+void IoWorkers::stop() {
+    std::vector<std::thread> threads;
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
+        threads.swap(threads_);
     }
     ready_.notify_all();
-    for (auto& t : threads_)
+    for (auto& t : threads)
         t.join();
 }
 
 void IoWorkers::post(std::function<void()> task) {
     {
         std::lock_guard lock(mutex_);
+        if (stopping_) {
+            spdlog::critical("a task is posted to the I/O threads after they stopped");
+            std::abort();
+        }
         queue_.push_back(std::move(task));
         if (threads_.empty())
             for (unsigned i = 0; i < count_; ++i)

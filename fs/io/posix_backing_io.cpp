@@ -2,6 +2,7 @@
 
 #include "diofs/counters.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
@@ -21,21 +22,15 @@
 namespace diofs {
 namespace {
 
-// pread/pwrite until all is done, end of file, or an error: a count, or -errno if nothing moved.
+// sys::pread or sys::pwrite until all is done, end of file, or an error (EINTR is retried): a
+// count, or -errno if nothing moved.
 template <typename Io, typename Buf>
 ssize_t full(Io io, int fd, Buf buf, size_t length, uint64_t offset) {
-    size_t done = 0;
-    while (done < length) {
-        ssize_t n = io(fd, buf + done, length - done, static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return done ? static_cast<ssize_t>(done) : -errno;
-        if (n == 0)
-            break;
-        done += static_cast<size_t>(n);
-    }
-    return static_cast<ssize_t>(done);
+    return transfer_all(length, ShortCount::again(), [&](uint64_t done, uint64_t asked) {
+               return sys::restarting([&] {
+                   return io(fd, buf + done, asked, static_cast<off_t>(offset + done));
+               });
+           }).count_or_error();
 }
 
 // `n`, a count or -errno, after adding the count to `counter`.
@@ -169,12 +164,10 @@ void BufferedFdBackingIo::drop_size_change_pages(uint64_t old_size) {
 
 ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
     // One call: a short O_DIRECT read is the end of the file, and the engine knows it.
-    ssize_t n;
-    do
-        n = ::pread(direct_fd_.get(), buf, length, static_cast<off_t>(offset));
-    while (n < 0 && errno == EINTR);
+    const ssize_t n = sys::restarting(
+        [&] { return sys::pread(direct_fd_.get(), buf, length, static_cast<off_t>(offset)); });
     if (n < 0)
-        return -errno;
+        return n;
     counters().read_direct.add(static_cast<uint64_t>(n));
     // An O_DIRECT read leaves pages that were cached before (the file was read or written
     // buffered, outside dbopt) where they are: they go now. Cheap when nothing is cached.
@@ -185,11 +178,13 @@ ssize_t PosixBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) 
 }
 
 ssize_t PosixBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
-    return counted(counters().written_direct, full(::pwrite, direct_fd_.get(), buf, length, offset));
+    return counted(counters().written_direct,
+                   full(sys::pwrite, direct_fd_.get(), buf, length, offset));
 }
 
 ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t offset) {
-    ssize_t n = counted(counters().written_bounced, full(::pwrite, buffered_fd_, buf, length, offset));
+    ssize_t n =
+        counted(counters().written_bounced, full(sys::pwrite, buffered_fd_, buf, length, offset));
     if (n <= 0)
         return n;
     int rv = write_back_and_drop(buffered_fd_, offset, static_cast<uint64_t>(n), page_size_);
@@ -199,7 +194,8 @@ ssize_t PosixBackingIo::bounce_pwrite(const char* buf, size_t length, uint64_t o
 int PosixBackingIo::sync(bool datasync) { return sys::fsync(direct_fd_.get(), datasync); }
 
 ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offset) {
-    ssize_t n = counted(counters().read_buffered_fallback, full(::pread, buffered_fd_, buf, length, offset));
+    ssize_t n = counted(counters().read_buffered_fallback,
+                        full(sys::pread, buffered_fd_, buf, length, offset));
     if (n > 0)
         drop_cached_range(buffered_fd_, round_down(offset, page_size_),
                           round_up(offset + static_cast<uint64_t>(n), page_size_));
@@ -208,7 +204,7 @@ ssize_t DroppingBackingIo::direct_pread(char* buf, size_t length, uint64_t offse
 
 ssize_t DroppingBackingIo::direct_pwrite(const char* buf, size_t length, uint64_t offset) {
     ssize_t n = counted(counters().written_buffered_fallback,
-                        full(::pwrite, buffered_fd_, buf, length, offset));
+                        full(sys::pwrite, buffered_fd_, buf, length, offset));
     if (n <= 0)
         return n;
     std::lock_guard lock(mutex_);

@@ -2,6 +2,7 @@
 
 #include "diofs/error_boundary.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -51,33 +52,25 @@ size_t ReadAhead::chunks() const {
 }
 
 void ReadAhead::fill(const std::shared_ptr<Chunk>& chunk) {
-    size_t got = 0;
-    int error = 0;
-    while (got < chunk_) {
-        const size_t want = chunk_ - got;
-        ssize_t n;
-        try {
-            n = source_(chunk->buffer.data() + got, want, chunk->offset + got);
-        } catch (...) {
-            // The reader finds the chunk failed and reads the file itself.
-            n = current_exception_errno("a read-ahead read");
-        }
-        if (n < 0) {
-            error = static_cast<int>(n);
-            break;
-        }
-        got += static_cast<size_t>(n);
-        if (static_cast<size_t>(n) < want)
-            break;  // end of file
-    }
+    // A short count is the end of the file.
+    const Transferred in =
+        transfer_all(chunk_, ShortCount::stops(), [&](uint64_t got, uint64_t want) -> ssize_t {
+            try {
+                return source_(chunk->buffer.data() + got, want, chunk->offset + got);
+            } catch (...) {
+                // The reader finds the chunk failed and reads the file itself.
+                return current_exception_errno("a read-ahead read");
+            }
+        });
     std::lock_guard lock(mutex_);
-    chunk->valid = got;
-    chunk->error = error;
+    chunk->valid = in.done;
+    chunk->error = in.error;
     chunk->done = true;
     // The file ends in this chunk: no need to read past it, unless the chunk was dropped
     // meanwhile (a new stream knows nothing of this one's end).
-    if (got < chunk_ && !error && std::find(chunks_.begin(), chunks_.end(), chunk) != chunks_.end())
-        end_ = std::min(end_, chunk->offset + got);
+    if (in.done < chunk_ && !in.error &&
+        std::find(chunks_.begin(), chunks_.end(), chunk) != chunks_.end())
+        end_ = std::min(end_, chunk->offset + in.done);
     --reading_;
     filled_.notify_all();
 }

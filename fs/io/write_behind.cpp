@@ -3,6 +3,7 @@
 #include "diofs/counters.hpp"
 #include "diofs/error_boundary.hpp"
 #include "diofs/io/io_split.hpp"
+#include "diofs/io/partial_transfers.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -93,19 +94,17 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
         error_told_ = true;
         return error_;
     }
-    if (reserve_ && length > 0 && (offset < room_begin_ || offset + length > room_end_)) {
+    if (reserve_ && length > 0 && !room_.covers(offset, length)) {
         // Under the lock: the writes of one file reach here one at a time anyway (the kernel
         // holds the inode lock over a FUSE direct write), and a writeout never needs it while
         // it writes.
-        const bool continues = room_end_ > room_begin_ && offset >= room_begin_ && offset <= room_end_;
-        const uint64_t from = continues ? room_end_ : offset;
-        const uint64_t ahead = continues ? std::min<uint64_t>(chunk_, room_end_ - room_begin_) : 0;
+        const RoomReservation::Stream::Ask ask = room_.ask(offset, length, chunk_);
         Room room;
         {
             std::optional<AsCredentials> as_writer;
             if (who)
                 as_writer.emplace(*who);
-            room = reserve_(from, offset + length - from, ahead);
+            room = reserve_(ask.offset, ask.length, ask.ahead);
         }
         if (room.error < 0)
             return room.error;
@@ -116,9 +115,7 @@ ssize_t WriteBehind::write(const char* buf, size_t length, uint64_t offset,
             error_told_ = error_ < 0;
             return error_;
         }
-        if (!continues)
-            room_begin_ = offset;
-        room_end_ = std::max(room.end, offset + length);
+        room_.reserved(offset, length, room.end);
     }
     size_t done = 0;
     while (done < length) {
@@ -156,14 +153,13 @@ int WriteBehind::write_out(const Chunk& chunk) {
     // end of the I/O thread (and of the daemon, with every write it holds).
     try {
         AsCredentials as_writer(chunk.who ? *chunk.who : Credentials{});
-        size_t done = 0;
-        while (done < chunk.length) {
-            ssize_t n = sink_(chunk.buffer->data() + done, chunk.length - done, chunk.start + done);
-            if (n <= 0)
-                return n < 0 ? static_cast<int>(n) : -EIO;
-            done += static_cast<size_t>(n);
-        }
-        return 0;
+        const Transferred out =
+            transfer_all(chunk.length, ShortCount::again(), [&](uint64_t done, uint64_t asked) {
+                return sink_(chunk.buffer->data() + done, asked, chunk.start + done);
+            });
+        if (out.error < 0)
+            return out.error;
+        return out.done < chunk.length ? -EIO : 0;  // the sink wrote nothing, and said no error
     } catch (...) {
         return current_exception_errno(
             fmt::format("{}: writing out {} bytes at offset {}", name_, chunk.length, chunk.start));
@@ -224,14 +220,14 @@ void WriteBehind::settle() {
 
 void WriteBehind::forget_room() {
     std::lock_guard lock(mutex_);
-    room_begin_ = room_end_ = 0;
+    room_.forget();
 }
 
 void WriteBehind::give_back_room(const std::function<void()>& give_back) {
     std::unique_lock lock(mutex_);
     settle_locked(lock);
     give_back();
-    room_begin_ = room_end_ = 0;
+    room_.forget();
 }
 
 int WriteBehind::error() {

@@ -156,8 +156,8 @@ public:
     static bool busy(int rv);
 
     // Starts the waiting thread (once the daemon runs where it will go on running: after it
-    // forked into the background): 0, or the errno of the failed start. A wait starts it too
-    // when it has not started.
+    // forked into the background, BackgroundThreads::start): 0, or the errno of the failed
+    // start. A wait starts it too when it has not started.
     int start();
 
     // Keeps `attempt` until it is not busy, then calls `done` with its result (on the waiting

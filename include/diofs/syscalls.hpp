@@ -2,6 +2,8 @@
 // Thin wrappers over the system calls the daemon makes. Each returns a count or a descriptor
 // (>= 0) on success and -errno on failure, never throws, and never retries: the one
 // convention inside diofs. FUSE handlers turn the result into a reply once, at the end.
+// Retrying is separate: restarting() for EINTR, transfer_all (io/partial_transfers.hpp) for
+// short counts.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,11 +12,23 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <string>
 #include <vector>
 
 namespace diofs::sys {
+
+// `call` (a wrapper below: a count, a descriptor or 0, or -errno) made again for as long as a
+// signal interrupts it (-EINTR), as SA_RESTART would.
+template <typename Call>
+auto restarting(Call&& call) {
+    for (;;) {
+        const auto rv = call();
+        if (rv != -EINTR)
+            return rv;
+    }
+}
 
 // The path through which the kernel reopens what an O_PATH descriptor points at
 // ("/proc/self/fd/N"). Used where no *at() call accepts an O_PATH descriptor: open, chmod,
@@ -50,6 +64,10 @@ int link_path_fd(int path_fd, int newdirfd, const char* newname);
 int fstatvfs(int fd, struct statvfs* st);
 int fstatfs(int fd, struct statfs* st);
 int fsync(int fd, bool datasync);
+// One call each: a count short of `length` is the caller's to handle (transfer_all in
+// io/partial_transfers.hpp), and so is -EINTR (restarting).
+ssize_t pread(int fd, char* buf, size_t length, off_t offset);
+ssize_t pwrite(int fd, const char* buf, size_t length, off_t offset);
 int fallocate(int fd, int mode, off_t offset, off_t length);
 ssize_t copy_file_range(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
                         unsigned int flags);

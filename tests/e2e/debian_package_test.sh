@@ -74,10 +74,19 @@ deb=$out/diofs_${version}_amd64.deb
 ok "cpack -G DEB made $(basename "$deb")"
 
 # Each package the daemon needs is in Depends by its name or by a name it provides (Debian's
-# shlibs file of libspdlog1.10 names libspdlog1.10-fmt9, which libspdlog1.10 provides).
+# shlibs file of libspdlog1.10 names libspdlog1.10-fmt9, which libspdlog1.10 provides): fuse3,
+# and the package of each shared library the daemon is linked with (libfuse3-3 when built
+# against the system's libfuse; liburing2 and libnuma1 when libfuse 3.18 is linked in).
 depends=$(dpkg-deb -f "$deb" Depends)
 depends_names=" $(sed 's/([^)]*)//g; s/[,|]/ /g' <<<"$depends" | tr -s ' ') "
-for package in fuse3 libfuse3-3 libspdlog1.10; do
+needed=fuse3
+for lib in $(ldd "$build_dir/diofs" | awk '$3 ~ /^\// { print $3 }'); do
+    owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null) ||
+        fail "no package has $lib, which the daemon is linked with"
+    needed="$needed ${owner%%:*}"
+done
+grep -qw libspdlog1.10 <<<"$needed" || fail "the daemon is not linked with spdlog: $needed"
+for package in $needed; do
     found=0
     for name in "$package" $(dpkg-query -W -f '${Provides}' "$package" | sed 's/([^)]*)//g; s/,/ /g'); do
         [[ $depends_names == *" $name "* ]] && found=1

@@ -9,6 +9,7 @@
 #include "diofs/io/inode_io.hpp"
 #include "diofs/io/io_workers.hpp"
 #include "diofs/io/read_ahead.hpp"
+#include "diofs/logging.hpp"
 
 #include "streaming_fakes.hpp"
 
@@ -457,6 +458,31 @@ TEST(IoWorkers, RunInParallelAndFinishWhatIsQueued) {
     workers.reset();
     EXPECT_EQ(ran.load(), 102);
     EXPECT_TRUE(both) << "two workers did not run at the same time";
+}
+
+TEST(IoWorkers, StopRunsWhatIsQueuedThenEndsTheThreads) {
+    IoWorkers workers(2);
+    std::atomic<int> ran = 0;
+    for (int i = 0; i < 50; ++i)
+        workers.post([&] {
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+            ++ran;
+        });
+    workers.stop();
+    EXPECT_EQ(ran.load(), 50);
+    workers.stop();  // a second stop, and the destructor's, do nothing
+}
+
+TEST(IoWorkersDeathTest, APostAfterStopAborts) {
+    IoWorkers workers(1);
+    workers.stop();
+    // The daemon's logger writes to stderr, where the death test looks.
+    EXPECT_DEATH(
+        {
+            log_to_stderr(spdlog::level::info, false);
+            workers.post([] {});
+        },
+        "a task is posted to the I/O threads after they stopped");
 }
 
 }  // namespace

@@ -97,10 +97,9 @@ private:
     bool has_setid_bits();
     // Remembers whether `mode` has them (setid_), and says so.
     bool note_mode(mode_t mode);
-    // WriteBehind's Reserve (as the writer): fallocate(FALLOC_FL_KEEP_SIZE) over the range,
-    // and `ahead` more where that is past the end of the file; where the filesystem cannot,
-    // the bytes are held only while its free space is more than what the mount holds, else
-    // written through. A file with setuid or setgid bits is written through too.
+    // WriteBehind's Reserve (as the writer): the inode's RoomReservation, told that a file
+    // with setuid or setgid bits is written through (and noting the mode), and what the mount
+    // holds back (for a filesystem that cannot reserve).
     WriteBehind::Room reserve(uint64_t offset, uint64_t length, uint64_t ahead);
     // At a close (flush) and at release: when this is the last open file of the inode that
     // reserves (`releasing`: it is going), the room reserved past the end of the file and not
@@ -111,7 +110,6 @@ private:
 
     const std::string name_;
     const KernelFile kernel_;  // its forget_attributes is `mode_changed`
-    std::atomic<bool> reservable_ = true;  // fallocate works on the backing file
     // What this open file knows of the mode's setuid/setgid bits: learned at every reservation
     // and write-through check, forgotten at every change through the mount.
     std::atomic<Setid> setid_ = Setid::unknown;

@@ -13,6 +13,8 @@
 // Handlers do not call these one by one: a change goes through FileChange or FileWrite, the
 // one seam that orders every step of it (file_change.hpp).
 
+#include "diofs/io/room_reservation.hpp"
+
 #include <time.h>
 
 #include <atomic>
@@ -96,20 +98,16 @@ public:
     // page the filesystem zeroed there cached. The kernel serializes the writes of one FUSE
     // inode anyway (FUSE direct writes hold the inode lock); this covers the writeouts.
     // The other changes that may move the end of file take it too, around their system call
-    // only (FileChange::resize), so that DirectFile::give_back_room, which reads the size and
+    // only (FileChange::resize), so that RoomReservation::give_back, which reads the size and
     // truncates the file to it under this lock, never undoes a resize made through the mount.
-    // Taken after `reserving` (give_back_room), and never while a file's WriteBehind lock is
+    // Taken after the room's lock (give_back), and never while a file's WriteBehind lock is
     // waited for: its holder may be waiting for this one.
     std::mutex writing;
 
-    // Room reserved in the backing file for writes held back (DirectFile::reserve): past the
-    // end of the file, a stream's reservation runs ahead of its writes, and what is left of it
-    // when the last open file that reserves goes is given back (DirectFile::~DirectFile).
-    // Guards reserved_end and reserving_files. Taken by a write (under its WriteBehind's lock)
-    // and by the release of a file, before `writing`; never while InodeIo::mutex_ is held.
-    std::mutex reserving;
-    uint64_t reserved_end = 0;     // the furthest byte reserved past the end of the file
-    unsigned reserving_files = 0;  // open files that reserve
+    // The room reserved in the backing file for the writes its open files hold back, and given
+    // back when the last of them that reserves goes (room_reservation.hpp). Its lock is taken
+    // before `writing`.
+    RoomReservation room{writing};
 
 private:
     std::atomic<uint64_t> started_ = 0;

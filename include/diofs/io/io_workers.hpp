@@ -19,12 +19,16 @@ public:
     // The threads start with the first task: the daemon forks when it detaches, after the
     // mount's state exists, and threads do not survive a fork.
     explicit IoWorkers(unsigned threads);
-    // Runs what is queued, then ends the threads.
-    ~IoWorkers();
+    ~IoWorkers() { stop(); }
     IoWorkers(const IoWorkers&) = delete;
     IoWorkers& operator=(const IoWorkers&) = delete;
 
+    // Queues `task`. Posting after stop() is a broken invariant (the task would never run, and
+    // its file would wait for it for ever): the daemon aborts.
     void post(std::function<void()> task);
+    // Runs what is queued, then ends the threads: at the end of the session, once every open
+    // file, which posts the tasks and waits for its own, has gone (background_threads.hpp).
+    void stop();
 
 private:
     void run();

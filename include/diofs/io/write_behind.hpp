@@ -16,9 +16,9 @@
 // write whose bytes cannot be stored, as ext4 and xfs do with delayed allocation, and a
 // writeout never finds the disk full. A stream reserves ahead of itself (twice what it has
 // reserved so far, up to a chunk), so that a writer of 4 KiB records asks once per MiB, not
-// once per record; a write inside the range already reserved asks nothing. A backing file that
-// cannot reserve makes the write go through at once instead of being held (see
-// DirectFile::reserve).
+// once per record; a write inside the range already reserved asks nothing
+// (RoomReservation::Stream). A backing file that cannot reserve makes the write go through at
+// once instead of being held (see RoomReservation::reserve).
 //
 // Errors that cannot be reserved against (EIO) surface at a writeout. Then the file is in
 // error for good: the failed writeout and everything held after it are dropped (and logged),
@@ -30,6 +30,7 @@
 #include "diofs/io/buffer_pool.hpp"
 #include "diofs/caller_credentials.hpp"
 #include "diofs/io/io_workers.hpp"
+#include "diofs/io/room_reservation.hpp"
 
 #include <time.h>
 
@@ -48,14 +49,9 @@ public:
     // Writes [offset, offset + length) of `buf` to the backing file (any alignment; `buf` is a
     // pool chunk): a count, short only with an error to follow, or -errno.
     using Sink = std::function<ssize_t(const char* buf, size_t length, uint64_t offset)>;
-    // What Reserve made: room up to `end` (at least the write's end, more when it could reserve
-    // ahead); or the write is to go through at once (the room cannot be made sure of, or the
-    // file must not hold bytes back); or `error` (-ENOSPC, -EDQUOT...), which the write returns.
-    struct Room {
-        int error = 0;
-        bool write_through = false;
-        uint64_t end = 0;
-    };
+    // What Reserve made (room_reservation.hpp): room up to `end`, or write through, or the
+    // error the write returns.
+    using Room = RoomReservation::Room;
     // Makes room on the backing file for [offset, offset + length), and for up to `ahead` bytes
     // after it where that is past the end of the file, before the bytes are taken; run as the
     // writer. Empty: no room needed (tests).
@@ -127,7 +123,7 @@ private:
     int error_ = 0;                             // of the first failed writeout: for good
     bool error_told_ = false;                   // ... returned by a write or error() since
     timespec last_write_ = {0, 0};              // when the last write was taken
-    uint64_t room_begin_ = 0, room_end_ = 0;    // reserved for this file's writes
+    RoomReservation::Stream room_;              // reserved for this file's writes
 };
 
 }  // namespace diofs
