@@ -3,6 +3,8 @@
 // before it closes the files the kernel still holds, while the I/O threads still run, and
 // then ends those.
 
+#include "temp_dir.hpp"
+
 #include "diofs/background_threads.hpp"
 #include "diofs/filesystem.hpp"
 
@@ -35,9 +37,6 @@ using namespace std::chrono_literals;
 class BackgroundThreadsTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        char pattern[] = "/tmp/diofs-threads-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
         Options options;
         options.dbopt = true;
         options.source = dir_;
@@ -50,12 +49,10 @@ protected:
         ASSERT_NE(fs_->streaming(), nullptr);
         ASSERT_NE(fs_->kernel_pages(), nullptr);
     }
-    void TearDown() override {
-        fs_.reset();
-        ::rmdir(dir_.c_str());
-    }
+    void TearDown() override { fs_.reset(); }
 
-    std::string dir_;
+    TempDir tmp_{"threads"};
+    const std::string dir_ = tmp_.path();
     std::unique_ptr<Filesystem> fs_;
 };
 

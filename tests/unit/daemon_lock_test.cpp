@@ -1,6 +1,8 @@
 // DaemonLock (the lock umount.fuse.diofs waits on), in a temporary directory instead of
 // /run/diofs: held while it lives, by the file that is still there, and gone with the file.
 
+#include "temp_dir.hpp"
+
 #include "diofs/daemon_lock.hpp"
 
 #include <gtest/gtest.h>
@@ -23,13 +25,6 @@ using namespace std::chrono_literals;
 
 class DaemonLockTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/diofs-daemon-lock-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        top_ = tmpl;
-        dir_ = top_ + "/run";  // created by take()
-    }
-    void TearDown() override { std::filesystem::remove_all(top_); }
 
     // What the helper does: a shared lock on the file, without waiting.
     static bool helper_could_lock(const std::string& path) {
@@ -41,7 +36,8 @@ protected:
         return locked;
     }
 
-    std::string top_, dir_;
+    TempDir top_{"daemon-lock"};
+    const std::string dir_ = top_.path() + "/run";  // created by take()
     const dev_t device_ = ::makedev(0, 63);
 };
 
@@ -85,7 +81,7 @@ TEST_F(DaemonLockTest, HeldElsewhereItWaitsThenGoesWithout) {
 }
 
 TEST_F(DaemonLockTest, NoRoomForTheDirectoryMeansNoLock) {
-    EXPECT_FALSE(DaemonLock::take(device_, top_ + "/missing/run"));
+    EXPECT_FALSE(DaemonLock::take(device_, top_.path() + "/missing/run"));
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+#include "temp_dir.hpp"
+
 #include "diofs/inode_table.hpp"
 #include "diofs/logging.hpp"
 
@@ -103,9 +105,6 @@ TEST(InodeTable, ConcurrentAcquireAndForgetBalance) {
 class InodeTableHandles : public ::testing::Test {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/diofs-inode-table-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
         UniqueFd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         ASSERT_GE(dir.get(), 0);
         struct stat st;
@@ -113,16 +112,10 @@ protected:
         dev_ = st.st_dev;
         table_.add_mount_fd(dev_, std::move(dir));
     }
-    void TearDown() override {
-        for (const auto& name : names_)
-            ::unlink((dir_ + "/" + name).c_str());
-        ::rmdir(dir_.c_str());
-    }
 
     // Makes `name` and acquires it, as a lookup does.
     Inode& make(const std::string& name, struct stat* out = nullptr) {
         const std::string path = dir_ + "/" + name;
-        names_.push_back(name);
         ::close(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
         UniqueFd fd(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
         struct stat st;
@@ -134,9 +127,9 @@ protected:
         return table_.acquire(std::move(fd), st, std::move(handle));
     }
 
-    std::string dir_;
+    TempDir tmp_{"inode-table"};
+    const std::string dir_ = tmp_.path();
     dev_t dev_ = 0;
-    std::vector<std::string> names_;
     InodeTable table_{2};  // two cached descriptors at most
 };
 

@@ -2,6 +2,8 @@
 // (no mount): the JSON has every figure, the log line and the table say the same, and a value
 // that is not diofs's stats is refused with a reason.
 
+#include "temp_dir.hpp"
+
 #include "diofs/counters.hpp"
 #include "diofs/filesystem.hpp"
 #include "diofs/stats.hpp"
@@ -24,12 +26,6 @@ using Json = nlohmann::json;
 
 class StatsTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/diofs-stats-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
-    void TearDown() override { ::rmdir(dir_.c_str()); }
 
     std::string json_of(Options options, StatsView view = StatsView::full) {
         options.source = dir_;
@@ -42,7 +38,8 @@ protected:
         return stats_json(fs, view);
     }
 
-    std::string dir_;
+    TempDir tmp_{"stats"};
+    const std::string dir_ = tmp_.path();
 };
 
 TEST_F(StatsTest, TheLogLineAndTheTableSayWhatTheJsonSays) {
