@@ -83,7 +83,8 @@ int removexattr_path_fd(int path_fd, const char* name);
 // and bytes. -EOPNOTSUPP where the filesystem gives none.
 int name_to_handle(int path_fd, int& type, std::vector<unsigned char>& bytes);
 // Opens a handle of name_to_handle; `mount_fd` is any descriptor of the same filesystem that
-// is not O_PATH. Needs CAP_DAC_READ_SEARCH. -ESTALE once the inode is gone.
+// is not O_PATH. Needs CAP_DAC_READ_SEARCH. -ESTALE once the inode is gone (also when ext4
+// briefly says ENOMEM for it: see there).
 int open_by_handle(int mount_fd, int type, const std::vector<unsigned char>& bytes, int flags);
 
 }  // namespace diofs::sys
