@@ -140,7 +140,17 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
         learn_device(e->attr.st_dev, path_fd.get());
     std::optional<FileHandle> handle = FileHandle::of(path_fd.get());
     Inode& inode = inodes_.acquire(std::move(path_fd), e->attr, std::move(handle));
-    present(inode, e->attr);
+    // An inode with open files may hold writes back: it is stat'ed again, after they are
+    // noted. The lookup is counted now: should that stat fail, the first one serves.
+    const struct stat first = e->attr;
+    stat_shown(inode, [&](struct stat& st) {
+        st = first;
+        PathFd again;
+        if (inode.io.had_open_files() && inodes_.path_fd(inode, again) == 0 &&
+            sys::stat_path_fd(again.get(), &st) < 0)
+            st = first;
+        return 0;
+    }, e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = attr_timeout();
     e->entry_timeout = entry_timeout();
@@ -186,21 +196,13 @@ void Filesystem::after_removal(const struct stat& removed) {
     inodes_.release_descriptor(removed.st_dev, removed.st_ino);
 }
 
-void Filesystem::present(Inode& inode, struct stat& st) const {
-    if (!options_.dbopt || !S_ISREG(st.st_mode))
-        return;
-    st.st_blksize = kChunk;
-    if (!streaming_)
-        return;
-    // Writes taken and not yet written out: the file is as long as they make it, and was
-    // modified when the last was taken (what a filesystem that writes back later shows).
-    const InodeIo::Pending pending = inode.io.pending();
-    if (pending.end == 0)
-        return;
-    st.st_size = std::max(st.st_size, static_cast<off_t>(pending.end));
-    for (timespec* t : {&st.st_mtim, &st.st_ctim})
-        if (std::tie(t->tv_sec, t->tv_nsec) < std::tie(pending.last_write.tv_sec, pending.last_write.tv_nsec))
-            *t = pending.last_write;
+int Filesystem::stat_shown(Inode& inode, const StatBacking& stat_backing, struct stat& st) const {
+    const bool regular = options_.dbopt && inode.type == S_IFREG;
+    const int rv = regular && streaming_ ? inode.io.stat_with_pending(stat_backing, st)
+                                         : stat_backing(st);
+    if (rv == 0 && regular)
+        st.st_blksize = kChunk;
+    return rv;
 }
 
 FileChange Filesystem::change(Inode& inode, const fuse_file_info* fi, bool leaves_pages) {

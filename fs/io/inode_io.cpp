@@ -8,6 +8,7 @@ namespace diofs {
 void InodeIo::attach(Participant* file) {
     std::lock_guard lock(mutex_);
     files_.push_back(file);
+    had_open_files_.store(true, std::memory_order_release);
 }
 
 void InodeIo::detach(Participant* file) {
@@ -53,6 +54,22 @@ InodeIo::Pending InodeIo::pending() const {
             all.last_write = p.last_write;
     }
     return all;
+}
+
+int InodeIo::stat_with_pending(const std::function<int(struct stat&)>& stat_backing,
+                               struct stat& st) const {
+    const Pending noted = pending();
+    if (int rv = stat_backing(st); rv < 0)
+        return rv;
+    if (noted.end == 0)
+        return 0;
+    // The file is as long as the pending writes make it, and was modified when the last was
+    // taken (what a filesystem that writes back later shows).
+    st.st_size = std::max(st.st_size, static_cast<off_t>(noted.end));
+    for (timespec* t : {&st.st_mtim, &st.st_ctim})
+        if (std::tie(t->tv_sec, t->tv_nsec) < std::tie(noted.last_write.tv_sec, noted.last_write.tv_nsec))
+            *t = noted.last_write;
+    return 0;
 }
 
 }  // namespace diofs

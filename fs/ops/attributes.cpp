@@ -15,6 +15,12 @@ int stat_inode(const PathFd& path_fd, const fuse_file_info* fi, struct stat* st)
     return fi ? sys::fstat(open_file_of(fi).fd.get(), st) : sys::stat_path_fd(path_fd.get(), st);
 }
 
+// What the kernel is told of the inode's attributes (Filesystem::stat_shown).
+int stat_shown(Filesystem& fs, Inode& inode, const PathFd& path_fd, const fuse_file_info* fi,
+               struct stat& st) {
+    return fs.stat_shown(inode, [&](struct stat& s) { return stat_inode(path_fd, fi, &s); }, st);
+}
+
 // The inode's path descriptor, unless the kernel names an open file (which serves instead).
 int path_fd_unless_open(Filesystem& fs, Inode& inode, const fuse_file_info* fi, PathFd& out) {
     return fi ? 0 : fs.path_fd(inode, out);
@@ -28,10 +34,9 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         struct stat st;
         int rv = path_fd_unless_open(fs, inode, fi, path_fd);
         if (rv == 0)
-            rv = stat_inode(path_fd, fi, &st);
+            rv = stat_shown(fs, inode, path_fd, fi, st);
         if (rv < 0)
             return reply_status(req, rv);
-        fs.present(inode, st);
         fuse_reply_attr(req, &st, fs.attr_timeout());
     });
 }
@@ -114,9 +119,7 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
         rv = apply_setattr(path_fd, attr, valid, fi, change);
     }
     if (rv == 0)
-        rv = stat_inode(path_fd, fi, &st);
-    if (rv == 0)
-        fs.present(inode, st);
+        rv = stat_shown(fs, inode, path_fd, fi, st);
     return rv;
 }
 

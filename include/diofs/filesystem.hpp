@@ -109,9 +109,11 @@ public:
     // The session, once it exists (notifications go through it).
     void set_session(fuse_session* session) { session_ = session; }
 
-    // What the kernel is told of `inode`'s attributes `st`: under dbopt regular files report
-    // kChunk (chunk.hpp), and a size that includes their pending coalesced writes.
-    void present(Inode& inode, struct stat& st) const;
+    // The attributes the kernel is told of `inode`: the backing file's, read by `stat_backing`;
+    // under dbopt regular files report kChunk (chunk.hpp), and a size and times that include
+    // their pending coalesced writes (InodeIo::stat_with_pending says in which order, and why).
+    using StatBacking = std::function<int(struct stat&)>;
+    int stat_shown(Inode& inode, const StatBacking& stat_backing, struct stat& st) const;
 
     // The number the kernel knows `inode` by.
     fuse_ino_t ino_of(Inode& inode) {

@@ -15,10 +15,12 @@
 
 #include "diofs/io/room_reservation.hpp"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -88,6 +90,16 @@ public:
     // the modification time at least the time of the last (the time of the write, as on a
     // filesystem that writes back later).
     Pending pending() const;
+    // The backing file's attributes as the mount shows them: those `stat_backing` reads, with
+    // the size and times of the pending writes in them. The pending writes are noted before
+    // the backing file is stat'ed: a writeout that finishes in between is then in one or the
+    // other. Noted after, its bytes could be in neither, and the size reported shorter than
+    // writes already acknowledged (a GETATTR answered so is believed by the kernel).
+    int stat_with_pending(const std::function<int(struct stat&)>& stat_backing,
+                          struct stat& st) const;
+    // Whether an open file was ever attached: before that, no write of the inode was taken
+    // through the mount, and a stat of the backing file made earlier is still what to show.
+    bool had_open_files() const { return had_open_files_.load(std::memory_order_acquire); }
 
     // The one owner of how writes of this inode are serialized: one write to the backing file
     // at a time, through any open file, strict writes and writeouts on I/O threads alike
@@ -110,6 +122,7 @@ public:
     RoomReservation room{writing};
 
 private:
+    std::atomic<bool> had_open_files_ = false;
     std::atomic<uint64_t> started_ = 0;
     std::atomic<uint64_t> finished_ = 0;
     // Guards files_. Held while the files are asked to settle (a file is not destroyed while
