@@ -40,7 +40,8 @@ DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, In
                 [this](char* buf, size_t length, uint64_t offset) {
                     return io_->direct_pread(buf, length, offset);
                 },
-                inode_, streaming->pool, streaming->workers, streaming->read_ahead);
+                inode_, streaming->pool, streaming->workers, streaming->read_ahead,
+                alignment.offset);
         if (access.writes && streaming->write_behind > 0)
             write_behind_ = std::make_unique<WriteBehind>(
                 [this](const char* buf, size_t length, uint64_t offset) {

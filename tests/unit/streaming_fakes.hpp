@@ -107,7 +107,8 @@ public:
         } else if (offset >= data_.size()) {
             result = 0;
         } else {
-            const size_t n = std::min<uint64_t>(length, data_.size() - offset);
+            const size_t n =
+                std::min<uint64_t>({length, data_.size() - offset, max_read_});
             std::memcpy(buf, data_.data() + offset, n);
             result = static_cast<ssize_t>(n);
         }
@@ -175,6 +176,12 @@ public:
         return entered_;
     }
 
+    // Reads return at most `bytes` (a multiple of the alignment: a direct read may stop short
+    // there before the end of the file).
+    void short_reads(uint64_t bytes) {
+        std::lock_guard lock(mutex_);
+        max_read_ = bytes;
+    }
     void set_contents(std::string s) {
         std::lock_guard lock(mutex_);
         data_ = std::move(s);
@@ -212,6 +219,7 @@ private:
     size_t entered_ = 0;
     int in_flight_ = 0, max_in_flight_ = 0;
     std::chrono::microseconds delay_{0};
+    uint64_t max_read_ = UINT64_MAX;
 };
 
 // "" when equal, else where they first differ.

@@ -4,12 +4,15 @@
 // order), is sequential; from then on the file is read in chunks (BufferPool::chunk(), aligned to it in
 // the file) with direct reads on the I/O workers, up to `window` bytes past the request, so
 // the next request finds its bytes in memory. The kernel is answered from the chunk itself.
+// A chunk that came back short holds the end of the file: a request that reaches past it is
+// answered short from the chunk, as a read of the file would be, and not read again by the
+// caller (once per chunk: see take_end_locked).
 //
 // What was read ahead is used only while the inode has not changed through the mount since
 // (InodeIo's generation), and is dropped on a read that is not sequential, on any write to
 // the inode through the mount (FileWrite, file_change.hpp), and when the file is released. A read
-// that the chunks cannot answer whole (no memory, a write under way, end of file, an error)
-// is left to the caller's direct read, which also reports the error.
+// that the chunks cannot answer (no memory, a write under way, an error) is left to the
+// caller's direct read, which also reports the error.
 //
 // Writes by other programs straight into the backing directory are not seen until the chunk
 // holding them is read again: at most `window` bytes ahead of the reader.
@@ -32,18 +35,21 @@ namespace diofs {
 class ReadAhead {
 public:
     // Reads `length` (aligned) bytes at `offset` (aligned) into `buf` (aligned): a count (short
-    // at end of file) or -errno.
+    // at end of file, or anywhere on a whole number of `alignment` bytes) or -errno.
     using Source = std::function<ssize_t(char* buf, size_t length, uint64_t offset)>;
 
+    // `alignment`: the direct-I/O alignment of the file's offsets (a divisor of the chunk); a
+    // read that stops short on it is asked for the rest, as DirectIoEngine::read does.
     ReadAhead(Source source, InodeIo& inode, BufferPool& pool, IoWorkers& workers,
-              uint64_t window);
+              uint64_t window, uint64_t alignment);
     // Drops everything and waits for the reads still running.
     ~ReadAhead();
     ReadAhead(const ReadAhead&) = delete;
     ReadAhead& operator=(const ReadAhead&) = delete;
 
     // The bytes of [offset, offset + length) from read-ahead, when it has them (waiting for a
-    // chunk already being read); nothing when the caller must read them itself.
+    // chunk already being read), fewer when the file ends before; nothing when the caller must
+    // read them itself.
     std::optional<ssize_t> read(uint64_t offset, size_t length, ReadView& view);
     void drop();
 
@@ -57,12 +63,16 @@ private:
     void start_locked(uint64_t offset, uint64_t generation);
     void issue_locked(uint64_t until);
     void fill(const std::shared_ptr<Chunk>& chunk);
+    // Whether a request may be answered short at the end of the file `chunk` found: once; the
+    // second time the stream is dropped and the caller reads the file.
+    bool take_end_locked(Chunk& chunk);
 
     const Source source_;
     InodeIo& inode_;
     BufferPool& pool_;
     IoWorkers& workers_;
     const uint64_t window_;
+    const uint64_t alignment_;
     const uint64_t chunk_;
 
     // Guards everything below.
