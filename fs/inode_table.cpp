@@ -34,6 +34,12 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, std::optional<Fil
         evicted.push_back(std::move(slot->fd));
         Inode* old = slot.get();
         stale_.emplace(old, std::move(slot));
+    } else if (slot && kernel_keeps_sizes_.load() && slot->type == S_IFREG &&
+               !slot->view.open() && (slot->view.superseded() || slot->view.differs(st))) {
+        // The same inode, changed around the mount: a new entry gives the kernel a new inode,
+        // which takes the size and times of this lookup. The old one keeps its descriptor.
+        Inode* old = slot.get();
+        stale_.emplace(old, std::move(slot));
     }
     if (!slot) {
         slot = std::make_unique<Inode>(st.st_dev, st.st_ino, st.st_mode & S_IFMT, std::move(handle));

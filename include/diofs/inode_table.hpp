@@ -17,6 +17,7 @@
 // passthrough_hp does, and a warning is logged once when those near the descriptor limit.
 
 #include "diofs/io/inode_io.hpp"
+#include "diofs/kernel_view.hpp"
 #include "diofs/record_locks.hpp"
 #include "diofs/unique_fd.hpp"
 
@@ -83,6 +84,8 @@ struct Inode {
     InodeIo io;
     // The POSIX record locks programs hold on it, kept on the backing file (record_locks.hpp).
     PosixLocks posix_locks;
+    // Under the writeback window: what the kernel believes of the file (kernel_view.hpp).
+    KernelView view;
 };
 
 class InodeTable {
@@ -98,8 +101,13 @@ public:
     // `handle` is the handle of `fd` (FileHandle::of), nothing when there is none. When the
     // entry exists with another handle, its inode was deleted and its number reused: the old
     // entry stays for the kernel's references to it (which then fail with ESTALE), unlisted,
-    // and a new one is made.
+    // and a new one is made. So too, when the kernel keeps the sizes of files
+    // (kernel_keeps_sizes), for a regular file that no open file of the mount has and that
+    // changed around the mount (KernelView::differs), or was found so (KernelView::supersede):
+    // the old entry keeps serving the kernel's old inode, which goes at its FORGET.
     Inode& acquire(UniqueFd fd, const struct stat& st, std::optional<FileHandle> handle);
+    // The kernel keeps its own sizes and times of regular files (the writeback window).
+    void kernel_keeps_sizes() { kernel_keeps_sizes_.store(true); }
 
     // Gives back `n` references of `inode`; at zero the entry is destroyed and `inode` must
     // not be used again. Returns the references left. Giving back more than were taken is a
@@ -154,6 +162,7 @@ private:
     const size_t cache_size_;
     const uint64_t descriptor_limit_;
     std::atomic<bool> warned_pinned_ = false;
+    std::atomic<bool> kernel_keeps_sizes_ = false;
     std::atomic<bool> warned_exhausted_ = false;
 };
 

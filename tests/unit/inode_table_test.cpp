@@ -73,6 +73,42 @@ TEST(InodeTable, ReacquireAfterForgetMakesANewEntry) {
     EXPECT_EQ(table.size(), 1u);
 }
 
+// The writeback window: the kernel keeps its own sizes, so a file changed around the mount
+// gets a new entry (a new node id, a new kernel inode) when no open file of the mount has it.
+TEST(InodeTable, AFileChangedAroundTheMountGetsANewEntryWhenNotOpen) {
+    InodeTable table;
+    table.kernel_keeps_sizes();
+    struct stat st = fake_stat(1, 9);
+    st.st_size = 100;
+    Inode& a = table.acquire(some_fd(), st, std::nullopt);
+    a.view.told(st);
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a) << "unchanged: the same entry";
+    a.view.wrote(300);  // the kernel wrote 200 bytes more through the mount
+    st.st_size = 300;
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a) << "the mount's own change";
+    a.view.opened();
+    st.st_size = 500;  // changed around the mount while open here: the kernel's inode stays
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a);
+    a.view.closed();
+    Inode& b = table.acquire(some_fd(), st, std::nullopt);
+    EXPECT_NE(&b, &a) << "changed around the mount, not open: a new entry";
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &b);
+    EXPECT_EQ(table.size(), 2u) << "the old entry stays until the kernel forgets it";
+    EXPECT_EQ(table.forget(a, 4), 0u);
+    EXPECT_EQ(table.forget(b, 2), 0u);
+    EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(InodeTable, WithoutTheWritebackWindowAChangedFileKeepsItsEntry) {
+    InodeTable table;
+    struct stat st = fake_stat(1, 9);
+    Inode& a = table.acquire(some_fd(), st, std::nullopt);
+    a.view.told(st);
+    st.st_size = 12345;
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a);
+    EXPECT_EQ(table.forget(a, 2), 0u);
+}
+
 TEST(InodeTableDeathTest, ForgettingMoreThanHeldAborts) {
     InodeTable table;
     Inode& a = table.acquire(some_fd(), fake_stat(1, 5), std::nullopt);

@@ -1,0 +1,93 @@
+#pragma once
+// What the kernel believes of a regular file's size and modification time while the mount
+// has the kernel's writeback cache (the writeback window, docs/design.md): with it, the kernel
+// keeps its own size and times of every regular file of the mount and ignores those a GETATTR
+// or LOOKUP answers (fuse_get_cache_mask), so a file changed around the mount (in the backing
+// directory, or by another node of a shared filesystem) would keep its old size through the
+// mount for as long as the kernel keeps its inode. The daemon mirrors what the kernel was told
+// and what it did since, and when the backing file differs while no open file of the mount has
+// it, the kernel's inode is replaced: the next lookup answers a new node id (InodeTable).
+//
+// Told once, at the lookup that made the kernel's inode; then moved by the requests through
+// which the kernel changes its own copy: the WRITEs of its writeback, the SETATTRs it applies
+// (a truncate, the times it writes back), and the allocations and copies that extend the file.
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+namespace diofs {
+
+class KernelView {
+public:
+    // The attributes of the lookup that made the kernel's inode (later ones are ignored by it).
+    void told(const struct stat& st) {
+        std::lock_guard lock(mutex_);
+        if (known_)
+            return;
+        known_ = true;
+        size_ = st.st_size;
+        mtime_ = st.st_mtim;
+    }
+    // A write the kernel sent, ending at `end`.
+    void wrote(uint64_t end) {
+        std::lock_guard lock(mutex_);
+        size_ = std::max<off_t>(size_, static_cast<off_t>(end));
+    }
+    // The kernel extended the file to the backing file's size `st` (fallocate, a copy into it).
+    void extended(const struct stat& st) {
+        std::lock_guard lock(mutex_);
+        size_ = std::max(size_, st.st_size);
+    }
+    // A SETATTR the kernel applied to its copy: the size, the modification time, as they are
+    // in `st` after it.
+    void set(const struct stat& st, bool size, bool mtime) {
+        std::lock_guard lock(mutex_);
+        if (size)
+            size_ = st.st_size;
+        if (mtime)
+            mtime_ = st.st_mtim;
+    }
+    // Whether the backing file `st` is not what the kernel believes.
+    bool differs(const struct stat& st) const {
+        std::lock_guard lock(mutex_);
+        return known_ && (size_ != st.st_size || mtime_.tv_sec != st.st_mtim.tv_sec ||
+                          mtime_.tv_nsec != st.st_mtim.tv_nsec);
+    }
+    uint64_t size() const {
+        std::lock_guard lock(mutex_);
+        return static_cast<uint64_t>(size_);
+    }
+
+    // Open files of the mount that have it: while one does, the kernel's inode stays.
+    void opened() { opens_.fetch_add(1); }
+    void closed() { opens_.fetch_sub(1); }
+    bool open() const { return opens_.load() > 0; }
+
+    // Open files of the mount that write through the window: while one does, the kernel may
+    // hold dirty pages of the file, which a drop of all its pages would write back one page at
+    // a time (fuse_launder_folio).
+    void writer_opened() { writers_.fetch_add(1); }
+    void writer_closed() { writers_.fetch_sub(1); }
+    bool writing() const { return writers_.load() > 0; }
+    int writers() const { return writers_.load(); }
+
+    // The kernel's inode is to be replaced at the next lookup.
+    void supersede() { superseded_.store(true); }
+    bool superseded() const { return superseded_.load(); }
+
+private:
+    mutable std::mutex mutex_;
+    bool known_ = false;
+    off_t size_ = 0;
+    timespec mtime_{};
+    std::atomic<int> opens_ = 0;
+    std::atomic<int> writers_ = 0;
+    std::atomic<bool> superseded_ = false;
+};
+
+}  // namespace diofs
