@@ -163,26 +163,50 @@ bool check_outside_source(const Options& options, const struct stat& source_st) 
     }
 }
 
+// Sets `setting` of the mount's bdi (/sys/class/bdi/MAJOR:MINOR/) to `value`, unless it is
+// so already. Needs root. Returns whether it holds `value`, and the value it has in `now`.
+bool set_bdi(dev_t mount_device, const char* setting, uint64_t value, uint64_t& now) {
+    const std::string path = "/sys/class/bdi/" + std::to_string(::major(mount_device)) + ":" +
+                             std::to_string(::minor(mount_device)) + "/" + setting;
+    const std::string want = std::to_string(value);
+    char text[32] = {};
+    if (UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); in && ::read(in.get(), text, sizeof text - 1) > 0)
+        now = std::strtoull(text, nullptr, 10);
+    if (now == value)
+        return true;
+    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!out || ::write(out.get(), want.data(), want.size()) != static_cast<ssize_t>(want.size()))
+        return false;
+    spdlog::debug("{}: {}", path, want);
+    now = value;
+    return true;
+}
+
 // The kernel reads a file of the mount ahead by the mount's bdi's read_ahead_kb (128 KiB by
 // default) and by the max_readahead of the INIT reply, whichever is smaller when INIT is
 // answered: the bdi's is set here, before the session starts, and INIT asks for the same.
 // Needs root: otherwise the kernel's default stays (the window holds either way).
 void set_kernel_read_ahead(dev_t mount_device, uint64_t bytes) {
-    const std::string path = "/sys/class/bdi/" + std::to_string(::major(mount_device)) + ":" +
-                             std::to_string(::minor(mount_device)) + "/read_ahead_kb";
-    const std::string want = std::to_string(bytes >> 10);
-    char now[32] = {};
-    if (UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); in &&
-        ::read(in.get(), now, sizeof now - 1) > 0 && std::atol(now) == std::atol(want.c_str()))
-        return;
-    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!out || ::write(out.get(), want.data(), want.size()) != static_cast<ssize_t>(want.size())) {
-        spdlog::info("cannot set the kernel's read-ahead of the mount to {} KiB ({}: {}): it "
+    uint64_t now = 0;
+    if (!set_bdi(mount_device, "read_ahead_kb", bytes >> 10, now))
+        spdlog::info("cannot set the kernel's read-ahead of the mount to {} KiB ({}): it "
                      "stays at {} KiB",
-                     want, path, std::strerror(errno), std::atol(now));
+                     bytes >> 10, std::strerror(errno), now);
+}
+
+// The writeback window's bound: the mount's dirty pages and those being written back, held to
+// `bytes` by the kernel (the bdi's max_bytes, with the strict_limit every FUSE bdi has: the
+// writer is throttled in balance_dirty_pages). Without it the window is not turned on: the
+// kernel would let a FUSE mount dirty a share of all memory.
+void bound_writeback(Filesystem& fs, dev_t mount_device, uint64_t bytes) {
+    uint64_t now = 0;
+    if (set_bdi(mount_device, "max_bytes", bytes, now)) {
+        fs.window_bounded();
         return;
     }
-    spdlog::debug("{}: {}", path, want);
+    spdlog::warn("writeback: cannot hold the mount's dirty pages to {} KiB (max_bytes of its "
+                 "bdi: {}): every write() stays a request to the daemon",
+                 bytes >> 10, std::strerror(errno));
 }
 
 // With -o io_uring: the kernel offers FUSE over io_uring only while the fuse module's
@@ -344,8 +368,11 @@ std::optional<dev_t> mount_session(fuse_session* se, const Options& options,
 std::optional<DaemonLock> claim_mount(Filesystem& fs, dev_t own_device) {
     fs.set_own_device(own_device);
     std::optional<DaemonLock> unmount_lock = DaemonLock::take(own_device);
-    if (const KernelPages* pages = fs.kernel_pages())
+    if (const KernelPages* pages = fs.kernel_pages()) {
         set_kernel_read_ahead(own_device, pages->read_ahead());
+        if (fs.options().writeback_window > 0)
+            bound_writeback(fs, own_device, fs.options().writeback_window);
+    }
     return unmount_lock;
 }
 

@@ -1,5 +1,6 @@
 #include "diofs/filesystem.hpp"
 
+#include "diofs/caller_credentials.hpp"
 #include "diofs/io/posix_backing_io.hpp"
 #include "diofs/syscalls.hpp"
 
@@ -151,6 +152,8 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
             st = first;
         return 0;
     }, e->attr);
+    if (writeback() && inode.type == S_IFREG)
+        inode.view.told(e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
     e->attr_timeout = attr_timeout();
     e->entry_timeout = entry_timeout();
@@ -194,6 +197,27 @@ int Filesystem::note_descriptors(int rv, const char* what) {
 
 void Filesystem::after_removal(const struct stat& removed) {
     inodes_.release_descriptor(removed.st_dev, removed.st_ino);
+}
+
+int Filesystem::reserve_window(fuse_req_t req, Inode& inode, OpenFile& file) {
+    if (!file.window)
+        return 0;
+    CallerCredentials as_caller(req);
+    return file.direct->reserve_ahead(inode.view.size(), 4 * options_.writeback_window);
+}
+
+bool Filesystem::superseded_around(Inode& inode) {
+    if (!writeback() || inode.type != S_IFREG || inode.view.open())
+        return false;
+    PathFd path;
+    struct stat st;
+    if (inodes_.path_fd(inode, path) < 0 || sys::stat_path_fd(path.get(), &st) < 0 ||
+        !inode.view.differs(st))
+        return false;
+    inode.view.supersede();
+    spdlog::debug("inode {}:{}/{} changed around the mount: the kernel gets a new inode for it",
+                  major(inode.dev), minor(inode.dev), inode.ino);
+    return true;
 }
 
 int Filesystem::stat_shown(Inode& inode, const StatBacking& stat_backing, struct stat& st) const {

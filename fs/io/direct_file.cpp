@@ -124,6 +124,12 @@ WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t
     return inode_.room.reserve(*io_, offset, length, ahead, holder);
 }
 
+int DirectFile::reserve_ahead(uint64_t from, uint64_t length) {
+    if (!write_behind_)
+        return 0;
+    return reserve(from, length, 0).error;
+}
+
 void DirectFile::give_back_room(bool releasing) {
     // Under the file's own lock (no write of it can take bytes into room that is going), then
     // the inode's reservations, then its writes and resizes (RoomReservation::give_back says

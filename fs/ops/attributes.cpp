@@ -30,6 +30,15 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "getattr", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
+        // The writeback window: a stat by name of a file changed around the mount gets a new
+        // inode (Filesystem::superseded_around); a GETATTR through a file open in the window
+        // (the kernel's, before a write() after a page drop) first makes room ahead of it.
+        if (!fi && fs.superseded_around(inode))
+            return reply_status(req, -ESTALE);
+        if (fi) {
+            if (int room = fs.reserve_window(req, inode, open_file_of(fi)); room < 0)
+                return reply_status(req, room);
+        }
         PathFd path_fd;
         struct stat st;
         int rv = path_fd_unless_open(fs, inode, fi, path_fd);
@@ -120,14 +129,38 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
     }
     if (rv == 0)
         rv = stat_shown(fs, inode, path_fd, fi, st);
+    // The kernel applies the change to its own size and times too (KernelView).
+    if (rv == 0 && fs.writeback() && inode.type == S_IFREG)
+        inode.view.set(st, valid & FUSE_SET_ATTR_SIZE,
+                       valid & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW));
     return rv;
+}
+
+// Under the writeback window the kernel writes the times of a file back (fuse_write_inode)
+// also after its last name is gone, and the daemon let go of it then (InodeTable::
+// release_descriptor): such a SETATTR of times only is answered as done, with what is known of
+// the file, or syncfs of the mount would fail with ESTALE. Whether it is one: `rv` -ESTALE.
+bool times_of_a_removed_file(Filesystem& fs, const Inode& inode, int valid, const fuse_file_info* fi,
+                             int rv) {
+    constexpr int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                          FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+    return rv == -ESTALE && fs.writeback() && inode.type == S_IFREG && !fi &&
+           (valid & ~times) == 0;
 }
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
     guarded(req, "setattr", [&] {
         auto& fs = filesystem_of(req);
+        Inode& inode = fs.inode(ino);
         struct stat st;
-        int rv = change_attributes(req, fs.inode(ino), *attr, valid, fi, st);
+        int rv = change_attributes(req, inode, *attr, valid, fi, st);
+        if (times_of_a_removed_file(fs, inode, valid, fi, rv)) {
+            st = *attr;
+            st.st_mode = S_IFREG;  // its permissions are gone with it
+            st.st_nlink = 0;
+            st.st_size = static_cast<off_t>(inode.view.size());
+            rv = 0;
+        }
         if (rv < 0)
             return reply_status(req, rv);
         fuse_reply_attr(req, &st, fs.attr_timeout());

@@ -23,42 +23,73 @@ namespace {
 // unaligned request from the kernel would fail with EINVAL on an O_DIRECT descriptor.
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
 
+// Whether an open goes through the writeback window (docs/design.md): a dbopt regular file
+// opened for writing, and not synchronous (O_SYNC, O_DSYNC and O_DIRECT keep a request per
+// write(), on the device when it returns).
+bool in_window(Filesystem& fs, const Inode& inode, int fuse_flags) {
+    return fs.writeback() && inode.type == S_IFREG && (fuse_flags & O_ACCMODE) != O_RDONLY &&
+           !(fuse_flags & (O_SYNC | O_DSYNC | O_DIRECT));
+}
+
+// In the window the kernel reads the partial pages it writes into (fuse_write_begin) through
+// whichever open file it has, an O_WRONLY one too: such an open is read-write on the backing
+// file, where its caller may read it.
+int readable(int flags) { return (flags & ~O_ACCMODE) | O_RDWR; }
+
 // The OpenFile for a backing descriptor just opened; under dbopt with its direct side, and the
 // kernel told to cache a window of it or nothing (FOPEN_DIRECT_IO). Every descriptor the file will need, the ones
 // that report at close included, is taken here: out of descriptors, the open fails (-errno in
 // `error`), never a later close.
+// `window`: the descriptor was opened for the writeback window (readable).
 std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
-                                         fuse_file_info* fi, int& error) {
+                                         fuse_file_info* fi, bool window, int& error) {
     auto file = std::make_unique<OpenFile>(std::move(fd));
     error = file->fd_close.arm(file->fd.get());
     if (error == 0 && fs.options().dbopt && inode.type == S_IFREG) {
-        error = fs.open_direct(inode, file->fd.get(), backing_open_flags(fi->flags), fi->flags,
+        const int flags = window ? readable(fi->flags) : fi->flags;
+        error = fs.open_direct(inode, file->fd.get(), backing_open_flags(flags), flags,
                                file->direct);
         if (error == 0 && file->direct->is_direct())
             error = file->direct_close.arm(file->direct->direct_fd());
+        file->window = window && error == 0 && file->direct->is_direct();
         // Every open file of a mount's inode alike (they share the kernel's one mapping of it).
         file->cached = fs.kernel_pages() && error == 0 && file->direct->is_direct() &&
-                       (fi->flags & O_ACCMODE) == O_RDONLY;
+                       ((fi->flags & O_ACCMODE) == O_RDONLY || file->window);
         fi->direct_io = !file->cached;
     }
     if (error < 0)
         return nullptr;
+    if (inode.type == S_IFREG) {
+        file->view = &inode.view;
+        inode.view.opened();
+        if (file->window)
+            inode.view.writer_opened();
+    }
     return file;
 }
 
 // Opens the backing file of `inode` as the caller, with the kernel's flags. Returns the
 // descriptor or -errno.
-int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi) {
+// `window` says whether the open goes through the writeback window: wanted, and readable for
+// its caller.
+int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi, bool& window) {
     // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
     // read-ahead is dropped, as for a truncate through setattr.
     auto& fs = filesystem_of(req);
     PathFd path_fd;
     if (int rv = fs.path_fd(inode, path_fd); rv < 0)
         return rv;
+    window = in_window(fs, inode, fi->flags);
     auto open = [&] {
         CallerCredentials as_caller(req);
-        return fs.note_descriptors(sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags)),
-                                   "an open");
+        int fd = -EACCES;
+        if (window)
+            fd = sys::open_via_proc(path_fd.get(), backing_open_flags(readable(fi->flags)));
+        if (fd == -EACCES) {  // a caller who may write and not read: a request per write()
+            window = false;
+            fd = sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags));
+        }
+        return fs.note_descriptors(fd, "an open");
     };
     // No open file yet (fi->fh is not set), and a cut to 0 leaves no page at an end of file.
     if (fi->flags & O_TRUNC)
@@ -70,16 +101,21 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "open", [&] {
         auto& fs = filesystem_of(req);
         Inode& inode = fs.inode(ino);
-        int fd = open_backing(req, inode, fi);
+        if (fs.superseded_around(inode))
+            return reply_status(req, -ESTALE);
+        bool window = false;
+        int fd = open_backing(req, inode, fi, window);
         if (fd < 0)
             return reply_status(req, fd);
         int error;
-        auto file = make_open_file(fs, inode, UniqueFd(fd), fi, error);
+        auto file = make_open_file(fs, inode, UniqueFd(fd), fi, window, error);
         if (!file)
             return reply_status(req, error);
+        fs.reserve_window(req, inode, *file);
         // Close-to-open: the file may have changed around the mount (on another node of a
         // shared filesystem) since the kernel cached its size. Its pages go at this open (no
-        // FOPEN_KEEP_CACHE); its attributes are asked for again before a read past the old end.
+        // FOPEN_KEEP_CACHE); its attributes are asked for again before a read past the old end
+        // (and, in the window, before the first write(): ENOSPC when no room was reserved).
         fs.invalidate_attributes(inode);
         reply_open(req, fi, std::move(file));
     });
@@ -92,7 +128,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // (this kernel then looks the name up again and opens what it finds, as it would have).
 // Returns the descriptor, with a lookup reference in `e`, or -errno.
 int open_existing(fuse_req_t req, int dir_fd, const char* name, fuse_file_info* fi,
-                  fuse_entry_param* e) {
+                  fuse_entry_param* e, bool& window) {
     auto& fs = filesystem_of(req);
     int rv;
     {
@@ -101,7 +137,7 @@ int open_existing(fuse_req_t req, int dir_fd, const char* name, fuse_file_info* 
     }
     if (rv < 0)
         return rv;
-    int fd = S_ISREG(e->attr.st_mode) ? open_backing(req, fs.inode(e->ino), fi) : -EEXIST;
+    int fd = S_ISREG(e->attr.st_mode) ? open_backing(req, fs.inode(e->ino), fi, window) : -EEXIST;
     if (fd < 0)
         fs.forget(e->ino, 1);
     return fd;
@@ -112,6 +148,9 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         auto& fs = filesystem_of(req);
         PathFd dir;
         int fd = fs.path_fd(fs.inode(parent), dir);
+        // A new file: its creator may read it whatever its mode, as open(2) lets it.
+        bool window = fs.writeback() && (fi->flags & O_ACCMODE) != O_RDONLY &&
+                      !(fi->flags & (O_SYNC | O_DSYNC | O_DIRECT));
         if (fd == 0) {
             CallerCredentials as_caller(req);
             CallerUmask with_umask(req);
@@ -119,14 +158,15 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
             // made on an existing one (see Filesystem::lookup).
             fd = fs.note_descriptors(
                 sys::openat(dir.get(), name,
-                            backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+                            backing_open_flags(window ? readable(fi->flags) : fi->flags) |
+                                O_CREAT | O_EXCL | O_NOFOLLOW,
                             with_umask.apply(mode)),
                 "a create");
         }
         fuse_entry_param e;
         const bool existing = fd == -EEXIST && !(fi->flags & O_EXCL);
         if (existing)
-            fd = open_existing(req, dir.get(), name, fi, &e);
+            fd = open_existing(req, dir.get(), name, fi, &e, window);
         if (fd < 0)
             return reply_status(req, fd);
         UniqueFd owned(fd);
@@ -135,12 +175,17 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
                 return reply_status(req, rv);
         }
         int error;
-        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, error);
+        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, window, error);
         if (!file) {
             fs.forget(e.ino, 1);
             return reply_status(req, error);
         }
+        const int room = fs.reserve_window(req, fs.inode(e.ino), *file);
         fi->fh = fs.handles().add(std::move(file));
+        // Without room, attributes that were just given would let write()s into the window
+        // before a GETATTR could refuse them: none are given.
+        if (room < 0)
+            e.attr_timeout = 0;
         if (fuse_reply_create(req, &e, fi) != 0) {
             fs.handles().close(fi->fh);  // before the inode its DirectFile uses may go
             fs.forget(e.ino, 1);
@@ -170,10 +215,27 @@ uint64_t served(fuse_req_t req, fuse_ino_t ino, OpenFile& file, off_t offset, si
                                                      static_cast<uint64_t>(offset) + length);
 }
 
-// At a close and at release: the kernel's pages of the file go.
-void drop_kernel_pages(fuse_req_t req, fuse_ino_t ino, const OpenFile& file) {
-    if (file.cached)
-        filesystem_of(req).kernel_pages()->drop_all(ino);
+// At a close and at release: the kernel's pages of the file go; not while a file writes
+// through the window (`releasing`: besides this one, at its release), whose dirty pages the
+// kernel would write back one page at a time to drop them (fuse_launder_folio). The last
+// writer's release drops them, after the kernel wrote them back at its close.
+void drop_kernel_pages(fuse_req_t req, fuse_ino_t ino, const OpenFile& file, bool releasing) {
+    if (!file.cached)
+        return;
+    if (file.view && file.view->writers() > (releasing && file.window ? 1 : 0))
+        return;
+    filesystem_of(req).kernel_pages()->drop_all(ino);
+}
+
+// After a WRITE of the writeback window: the whole pages it carried go (a partial page at
+// either end stays, or the next write() into it would read it back first). Called after the
+// reply: it touches the mount's KernelPages only, not the request.
+void drop_written_pages(KernelPages& pages, size_t page, fuse_ino_t ino, uint64_t offset,
+                        uint64_t length) {
+    const uint64_t begin = (offset + page - 1) / page * page;
+    const uint64_t end = (offset + length) / page * page;
+    if (end > begin)
+        pages.drop(ino, begin, end - begin);
 }
 
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -229,7 +291,7 @@ const char* request_bytes(fuse_bufvec* in, size_t size) {
     return n == static_cast<ssize_t>(size) ? gathered.data() : nullptr;
 }
 
-void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
     guarded(req, "write", [&] {
         OpenFile& file = open_file_of(fi);
         if (auto& direct = file.direct) {
@@ -243,7 +305,17 @@ void write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file
             if (n < 0)
                 return reply_status(req, static_cast<int>(n));
             count_request(counters().write_requests, counters().written_bytes, static_cast<size_t>(n));
+            // The kernel's writeback sends it through any open file that may write.
+            auto& fs = filesystem_of(req);
+            KernelPages* written_back =
+                file.view && (file.window || file.view->writing()) ? fs.kernel_pages() : nullptr;
+            const size_t page = fs.page_size();
+            if (file.view)
+                file.view->wrote(static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
             fuse_reply_write(req, static_cast<size_t>(n));
+            if (written_back)
+                drop_written_pages(*written_back, page, ino, static_cast<uint64_t>(off),
+                                   static_cast<uint64_t>(n));
             return;
         }
         fuse_bufvec out{};
@@ -273,7 +345,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (fs.inode(ino).posix_locks.release_owner(fi->lock_owner))
             fs.lock_waiters().released(ino);
         OpenFile& file = open_file_of(fi);
-        drop_kernel_pages(req, ino, file);
+        drop_kernel_pages(req, ino, file, false);
         int rv = file.direct ? file.direct->flush() : 0;
         const int closed = file.fd_close.flush(file.fd.get());
         const int direct_closed =
@@ -288,7 +360,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "release", [&] {
         // Pages a mapping read after the last close, too.
-        drop_kernel_pages(req, ino, open_file_of(fi));
+        drop_kernel_pages(req, ino, open_file_of(fi), true);
         auto& fs = filesystem_of(req);
         // The last close of the kernel's open file: its OFD locks go, and its flock() with
         // its backing descriptor.
@@ -328,6 +400,9 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
             rv = change.resize_range(static_cast<uint64_t>(offset),
                                      static_cast<uint64_t>(length), allocate);
         }
+        // The kernel extends its own size too (fuse_file_fallocate).
+        if (rv == 0 && file.view && !(mode & FALLOC_FL_KEEP_SIZE))
+            file.view->wrote(static_cast<uint64_t>(offset) + static_cast<uint64_t>(length));
         reply_status(req, rv);
     });
 }
@@ -352,6 +427,8 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
         }
         if (n < 0)
             return reply_status(req, static_cast<int>(n));
+        if (out.view)  // as the kernel's size of the target
+            out.view->wrote(static_cast<uint64_t>(off_out) + static_cast<uint64_t>(n));
         fuse_reply_write(req, static_cast<size_t>(n));
     });
 }

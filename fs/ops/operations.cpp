@@ -52,7 +52,27 @@ void init(void* userdata, fuse_conn_info* conn) {
     // security.capability first (docs/design.md, "libfuse 3.18").
     want_if_offered(conn, FUSE_CAP_HANDLE_KILLPRIV);
 #ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
-    want_if_offered(conn, FUSE_CAP_HANDLE_KILLPRIV_V2);
+    const bool killpriv_v2 = want_if_offered(conn, FUSE_CAP_HANDLE_KILLPRIV_V2);
+    // The writeback window (docs/design.md): only with KILLPRIV_V2, with which the kernel
+    // writes through (not into its cache) a write that must clear setuid or setgid bits, and
+    // the daemon's write clears them as the writer.
+    if (fs.wants_writeback()) {
+        if (killpriv_v2 && want_if_offered(conn, FUSE_CAP_WRITEBACK_CACHE)) {
+            fs.start_writeback();
+            spdlog::info("writeback: files open for writing go through the kernel's page "
+                         "cache, {} KiB of it for the mount at most",
+                         fs.options().writeback_window >> 10);
+        } else {
+            spdlog::warn("writeback: the kernel does not offer {}: every write() stays a "
+                         "request to the daemon",
+                         killpriv_v2 ? "the writeback cache" : "HANDLE_KILLPRIV_V2");
+        }
+    }
+#else
+    if (fs.wants_writeback())
+        spdlog::warn("writeback: this build's libfuse ({}.{}) has no HANDLE_KILLPRIV_V2 (3.16+): "
+                     "every write() stays a request to the daemon",
+                     FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION);
 #endif
     // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
     want_if_offered(conn, FUSE_CAP_ATOMIC_O_TRUNC);

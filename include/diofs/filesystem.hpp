@@ -31,6 +31,15 @@ namespace diofs {
 // An open regular file: what a FUSE file handle (fi->fh) stands for.
 struct OpenFile {
     explicit OpenFile(UniqueFd f) : fd(std::move(f)) {}
+    ~OpenFile() {
+        if (!view)
+            return;
+        view->closed();
+        if (window)
+            view->writer_closed();
+    }
+    OpenFile(const OpenFile&) = delete;
+    OpenFile& operator=(const OpenFile&) = delete;
     const UniqueFd fd;                    // the buffered backing descriptor, always there
     // What the backing filesystem reports when `fd` and the direct descriptor are closed
     // (flush), prepared at open.
@@ -41,7 +50,12 @@ struct OpenFile {
     // Under dbopt with the kernel's page cache (kernel_pages.hpp): what this file may have left
     // there; `cached` when the file is not FOPEN_DIRECT_IO.
     bool cached = false;
+    // Writes go through the kernel's page cache (the writeback window): the kernel sends them
+    // when it writes back, and the pages each WRITE carried are dropped after it.
+    bool window = false;
     KernelPages::Span span;
+    // Its inode's KernelView, which counts it (a regular file).
+    KernelView* view = nullptr;
     // Who writes through this file: learned from the first write request and kept while the
     // writers have the same uid and gid (supplementary groups cost a read of /proc each).
     std::shared_ptr<const Credentials> writer;
@@ -127,6 +141,30 @@ public:
     // cache_window=0): then dbopt files are FOPEN_DIRECT_IO.
     KernelPages* kernel_pages() { return kernel_pages_.get(); }
 
+    // The writeback window (docs/design.md): asked for (-o writeback) where the kernel's pages
+    // are kept, possible once the mount's bdi holds the dirty pages to the window
+    // (window_bounded, before INIT), and on once INIT has it from the kernel (start_writeback).
+    bool wants_writeback() const {
+        return kernel_pages_ && options_.writeback_window > 0 && window_bounded_.load();
+    }
+    void window_bounded() { window_bounded_.store(true); }
+    void start_writeback() {
+        writeback_.store(true);
+        inodes_.kernel_keeps_sizes();
+    }
+    bool writeback() const { return writeback_.load(std::memory_order_relaxed); }
+    // The room of the writeback window for `file` (open in it; otherwise nothing to do): four
+    // windows past what the kernel has of the file, reserved as `req`'s caller, so that what
+    // the kernel takes into its cache can be written when it sends it. At the open and at every
+    // GETATTR through the file: the kernel asks for one before a write() after each page drop,
+    // and its error fails that write() with nothing taken (docs/design.md). 0 or -errno.
+    int reserve_window(fuse_req_t req, Inode& inode, OpenFile& file);
+    // Under the writeback window: whether the kernel's inode of `inode` is to be replaced, as
+    // the backing file changed around the mount while no open file of the mount had it
+    // (KernelView). The request answers ESTALE then; the VFS looks the name up again
+    // (LOOKUP_REVAL), and that lookup answers a new node id (InodeTable::acquire).
+    bool superseded_around(Inode& inode);
+
     // The open files and directories the kernel holds (fi->fh), until their release or the end
     // of the session.
     OpenHandles& handles() { return handles_; }
@@ -180,6 +218,8 @@ private:
     std::map<dev_t, DiscoveredAlignment> devices_;
     // The mount's own device: set before the session loop starts, only read afterwards.
     std::optional<dev_t> own_device_;
+    std::atomic<bool> window_bounded_ = false;
+    std::atomic<bool> writeback_ = false;
     // Whether running out of descriptors was logged (only the first time is).
     std::atomic<bool> warned_descriptors_ = false;
     // Whether a lookup that leads back into the mount was logged (only the first one is).

@@ -57,6 +57,10 @@ struct Options {
     // The pages of a mount's file the kernel may cache per open file (kernel_pages.hpp); 0: none,
     // the files are FOPEN_DIRECT_IO and every read() and write() is a request to the daemon.
     uint64_t cache_window = kDefaultCacheWindow;
+    // The writeback window (docs/design.md): the kernel's page cache takes the writes of files
+    // open for writing, and the mount's dirty and written pages are held to about this many
+    // bytes (the bdi's max_bytes); 0: off, every write() is a request to the daemon.
+    uint64_t writeback_window = 0;
     uint64_t dbopt_mem = kDefaultDboptMem;      // buffer memory of the whole mount
     unsigned io_threads = kDefaultIoThreads;    // threads doing read-ahead and writeouts
 

@@ -288,6 +288,19 @@ TEST(Options, CacheWindowIsASizeFrom1MTo64MOr0) {
     }
 }
 
+TEST(Options, WritebackIsOffOrASizeFrom1MTo1G) {
+    auto r = parse({"/b", "/m", "-o", "dbopt"});
+    EXPECT_EQ(r.options.writeback_window, 0u) << "off by default";
+    r = parse({"/b", "/m", "-o", "dbopt,writeback=4M"});
+    ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+    EXPECT_EQ(r.options.writeback_window, 4u << 20);
+    for (const char* word : {"writeback=512K", "writeback=2G", "writeback=yes"}) {
+        r = parse({"/b", "/m", "-o", std::string("dbopt,") + word});
+        ASSERT_EQ(r.errors.size(), 1u) << word << " was accepted";
+        EXPECT_TRUE(any_error_mentions(r, "writeback")) << word << ": " << r.errors.front();
+    }
+}
+
 TEST(Options, EntryAndAttrTimeoutsAreSecondsFrom0To3600) {
     auto r = parse({"/b", "/m"});
     EXPECT_EQ(r.options.entry_timeout, 1.0) << "the default";

@@ -68,6 +68,9 @@ public:
     void wait_for(uint64_t ticket);
     // At a close (flush) and at release: every page of `ino`. Never waits for the kernel.
     void drop_all(uint64_t ino);
+    // After a WRITE of the writeback window: the pages of [offset, offset + length) of `ino`
+    // (whole pages). Never waits for the kernel.
+    void drop(uint64_t ino, uint64_t offset, uint64_t length) { enqueue({ino, offset, length}); }
 
     // Waits until every drop asked for before the call was made (tests; not from a FUSE worker).
     void wait_idle();

@@ -1,0 +1,209 @@
+// The writeback window (-o dbopt,writeback=SIZE; docs/design.md): files open for writing go
+// through the kernel's page cache, held to about SIZE for the mount, and what each writeback
+// WRITE carried is dropped after it. What must hold:
+// - a sequential writer of 4 KiB records has at most a few windows of the file in the page
+//   cache at any time, and some (the window is really on), none after its close; the backing
+//   file none; the bytes are the bytes written;
+// - a file changed around the mount (in the backing directory, as another node of a shared
+//   filesystem would) is seen whole by the next open through the mount and by a stat after the
+//   attribute timeout, although the kernel keeps its own sizes under the writeback cache;
+// - a full disk is told at the write() whose bytes may not fit, with nothing of it taken, and a
+//   writer that frees room and tries the same write again loses nothing;
+// - with a libfuse older than 3.16 (no HANDLE_KILLPRIV_V2) the option is refused in the log
+//   and every write() stays a request: the same bytes, nothing cached.
+
+#include "dbopt_support.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+
+namespace diofs_test {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kWindow = 4 * kMiB;
+constexpr const char* kWindowOn = "writeback: files open for writing go through the kernel's page cache";
+
+class WritebackWindow : public DbOptTest {
+protected:
+    // Whether this build's daemon turned the window on (libfuse 3.16+); on an older one it says
+    // why not, and the tests check that writes are requests as before.
+    bool window_on() {
+        const std::string log = wait_for_log(mount(), "writeback:");
+#if DIOFS_LIBFUSE_MINOR >= 16
+        EXPECT_NE(log.find(kWindowOn), std::string::npos) << log;
+        return true;
+#else
+        EXPECT_NE(log.find("has no HANDLE_KILLPRIV_V2"), std::string::npos) << log;
+        return false;
+#endif
+    }
+};
+
+TEST_F(WritebackWindow, SequentialRecordsStayInTheWindowAndAreKept) {
+    DIOFS_MOUNT_ON(Backing::ext4_4k, {"dbopt", "writeback=4M"});
+    const bool on = window_on();
+    constexpr uint64_t kBytes = 64 * kMiB;
+    constexpr size_t kRecord = 4096;
+    const std::string data = random_bytes_from<std::mt19937_64>(kBytes, 7);
+    Fd fd(::open(mnt("f").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    long most = 0;
+    for (uint64_t at = 0; at < kBytes; at += kRecord) {
+        ASSERT_EQ(::write(fd.get(), data.data() + at, kRecord), static_cast<ssize_t>(kRecord))
+            << "at " << at << ": " << errno_name(errno);
+        if ((at / kRecord) % 64 == 0)
+            most = std::max(most, cachestat_pages(fd.get()));
+    }
+    // Dirty pages and those written back whose drop is on its way: a few windows at most.
+    EXPECT_LE(most * 4096, static_cast<long>(4 * kWindow)) << "pages of the file in the page cache";
+    if (on)
+        EXPECT_GT(most, 0) << "no page was ever cached: the window is not on";
+    else
+        EXPECT_EQ(most, 0) << "pages cached without the window";
+    ASSERT_EQ(fd.close(), success());
+    // Before anything reads the backing file directly.
+    EXPECT_EQ(resident_pages(backing("f")), 0) << "pages of the backing file cached";
+    EXPECT_EQ(first_difference(read_whole(backing("f")), data), "") << "the backing file";
+    Fd again(::open(mnt("f").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(again) << errno_name(errno);
+    EXPECT_EQ(first_difference(read_whole(mnt("f")), data), "") << "read back through the mount";
+}
+
+TEST_F(WritebackWindow, OddWritesAndRewritesAreKept) {
+    DIOFS_MOUNT_ON(Backing::xfs_4k, {"dbopt", "writeback=4M"});
+    window_on();
+    // Records of 10,000 bytes (no page boundary in common with the writes), and the middle
+    // rewritten by a second descriptor opened write-only: the kernel reads partial pages back
+    // through whichever open file it has.
+    std::string want = random_bytes_from<std::mt19937_64>(20 * kMiB + 1234, 3);
+    Fd fd(::open(mnt("g").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    for (uint64_t at = 0; at < want.size(); at += 10000) {
+        const size_t n = std::min<size_t>(10000, want.size() - at);
+        ASSERT_EQ(::write(fd.get(), want.data() + at, n), static_cast<ssize_t>(n)) << errno_name(errno);
+    }
+    ASSERT_EQ(fd.close(), success());
+    Fd other(::open(mnt("g").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(other) << errno_name(errno);
+    const std::string patch = random_bytes_from<std::mt19937_64>(3 * kMiB + 7, 5);
+    ASSERT_EQ(::pwrite(other.get(), patch.data(), patch.size(), 5 * kMiB + 3),
+              static_cast<ssize_t>(patch.size()));
+    want.replace(5 * kMiB + 3, patch.size(), patch);
+    ASSERT_EQ(other.close(), success());
+    EXPECT_EQ(resident_pages(backing("g")), 0) << "pages of the backing file cached";
+    EXPECT_EQ(first_difference(read_whole(backing("g")), want), "") << "the backing file";
+    EXPECT_EQ(first_difference(read_whole(mnt("g")), want), "") << "through the mount";
+}
+
+// A file written and closed through the mount, then changed in the backing directory: what a
+// second node of a shared filesystem would do.
+TEST_F(WritebackWindow, AChangeAroundTheMountIsSeenAtTheNextOpenAndStat) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=4M", "attr_timeout=0.2"});
+    window_on();
+    const std::string first = random_bytes_from<std::mt19937_64>(10000, 1);
+    ASSERT_EQ(write_whole(mnt("h"), first), 0);
+    struct stat st{};
+    ASSERT_EQ(::stat(mnt("h").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 10000);
+
+    const std::string grown = first + random_bytes_from<std::mt19937_64>(5000, 2);
+    ASSERT_EQ(write_whole(backing("h"), grown), 0);
+    EXPECT_EQ(first_difference(read_whole(mnt("h")), grown), "") << "the next open after a growth";
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(::stat(mnt("h").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 15000) << "a stat after the attribute timeout";
+
+    const std::string shrunk = random_bytes_from<std::mt19937_64>(3000, 3);
+    ASSERT_EQ(write_whole(backing("h"), shrunk), 0);
+    EXPECT_EQ(first_difference(read_whole(mnt("h")), shrunk), "") << "the next open after a shrink";
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(::stat(mnt("h").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 3000);
+
+    // Written through the mount again: the mount's own change is no change around it.
+    const std::string mine = random_bytes_from<std::mt19937_64>(7000, 4);
+    ASSERT_EQ(write_whole(mnt("h"), mine), 0);
+    EXPECT_EQ(first_difference(read_whole(mnt("h")), mine), "");
+    EXPECT_EQ(first_difference(read_whole(backing("h")), mine), "");
+}
+
+// The kernel writes the times of a written file back after its close, also when its name is
+// gone by then: syncfs of the mount must not fail for it.
+TEST_F(WritebackWindow, FilesRemovedAfterTheirWritesDoNotFailSyncfs) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=4M"});
+    window_on();
+    for (int i = 0; i < 3; ++i) {
+        const std::string name = "gone" + std::to_string(i);
+        ASSERT_EQ(write_whole(mnt(name), random_bytes_from<std::mt19937_64>(3 * kMiB, i)), 0);
+        ASSERT_EQ(::unlink(mnt(name).c_str()), 0) << errno_name(errno);
+    }
+    Fd touched(::open(mnt("touched").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(touched);
+    ASSERT_EQ(touched.close(), success());
+    ASSERT_EQ(::unlink(mnt("touched").c_str()), 0);
+    Fd root(::open(mnt().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root);
+    EXPECT_EQ(::syncfs(root.get()), 0) << errno_name(errno);
+}
+
+// The full-disk scenario: a writer of 4 KiB records on a filesystem that fills up gets
+// ENOSPC from a write(), frees room, writes the same record again, and closes with 0; the file
+// then holds every record it was told was written.
+TEST_F(WritebackWindow, AFullDiskIsToldAtWriteAndNothingAcceptedIsLost) {
+    DbOptTest::make_loop("ext4", 256 * kMiB);
+    if (IsSkipped() || HasFatalFailure())
+        return;
+    const std::string b = loop_->path("backing"), r = loop_->path("ref");
+    ASSERT_EQ(::mkdir(b.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir(r.c_str(), 0755), 0);
+    DIOFS_REQUIRE_FUSE();
+    mount_ = std::make_unique<DiofsMount>(std::vector<std::string>{"dbopt", "writeback=4M"});
+    mount_->use_directories(b, r);
+    ASSERT_EQ(mount_->start(), "");
+    window_on();
+    // Most of the room taken by a filler, written beside the mount.
+    struct statvfs vfs{};
+    ASSERT_EQ(::statvfs(b.c_str(), &vfs), 0);
+    const uint64_t free_bytes = vfs.f_bavail * vfs.f_frsize;
+    ASSERT_GT(free_bytes, 96 * kMiB);
+    {
+        Fd filler(::open(loop_->path("filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        ASSERT_TRUE(filler);
+        ASSERT_EQ(::fallocate(filler.get(), 0, 0, static_cast<off_t>(free_bytes - 48 * kMiB)), 0)
+            << errno_name(errno);
+    }
+    constexpr size_t kRecord = 4096;
+    constexpr uint64_t kBytes = 96 * kMiB;
+    const std::string data = random_bytes_from<std::mt19937_64>(kBytes, 9);
+    Fd fd(::open(mnt("log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    int refused = 0;
+    uint64_t first_refusal = 0;
+    for (uint64_t at = 0; at < kBytes;) {
+        ssize_t n = ::write(fd.get(), data.data() + at, kRecord);
+        if (n < 0 && errno == ENOSPC && refused < 3) {
+            if (refused++ == 0)
+                first_refusal = at;
+            // The operator frees room; the writer tries the same record again.
+            ASSERT_EQ(::unlink(loop_->path("filler").c_str()), 0) << errno_name(errno);
+            continue;
+        }
+        ASSERT_EQ(n, static_cast<ssize_t>(kRecord)) << "at " << at << ": " << errno_name(errno);
+        at += kRecord;
+    }
+    EXPECT_EQ(refused, 1) << "ENOSPC told by write(): first at byte " << first_refusal;
+    EXPECT_EQ(::fsync(fd.get()), 0) << errno_name(errno);
+    EXPECT_EQ(fd.close(), success());
+    EXPECT_EQ(first_difference(read_whole(b + "/log"), data), "") << "the backing file";
+}
+
+}  // namespace
+}  // namespace diofs_test
