@@ -23,11 +23,11 @@ namespace {
 // unaligned request from the kernel would fail with EINVAL on an O_DIRECT descriptor.
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
 
-// Whether an open goes through the writeback window (docs/design.md): a dbopt regular file
+// Whether an open of a regular file goes through the writeback window (docs/design.md):
 // opened for writing, and not synchronous (O_SYNC, O_DSYNC and O_DIRECT keep a request per
 // write(), on the device when it returns).
-bool in_window(Filesystem& fs, const Inode& inode, int fuse_flags) {
-    return fs.writeback() && inode.type == S_IFREG && (fuse_flags & O_ACCMODE) != O_RDONLY &&
+bool in_window(Filesystem& fs, int fuse_flags) {
+    return fs.writeback() && (fuse_flags & O_ACCMODE) != O_RDONLY &&
            !(fuse_flags & (O_SYNC | O_DSYNC | O_DIRECT));
 }
 
@@ -79,7 +79,7 @@ int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi, bool& w
     PathFd path_fd;
     if (int rv = fs.path_fd(inode, path_fd); rv < 0)
         return rv;
-    window = in_window(fs, inode, fi->flags);
+    window = inode.type == S_IFREG && in_window(fs, fi->flags);
     auto open = [&] {
         CallerCredentials as_caller(req);
         int fd = -EACCES;
@@ -149,8 +149,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         PathFd dir;
         int fd = fs.path_fd(fs.inode(parent), dir);
         // A new file: its creator may read it whatever its mode, as open(2) lets it.
-        bool window = fs.writeback() && (fi->flags & O_ACCMODE) != O_RDONLY &&
-                      !(fi->flags & (O_SYNC | O_DSYNC | O_DIRECT));
+        bool window = in_window(fs, fi->flags);
         if (fd == 0) {
             CallerCredentials as_caller(req);
             CallerUmask with_umask(req);
@@ -307,11 +306,12 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
             count_request(counters().write_requests, counters().written_bytes, static_cast<size_t>(n));
             // The kernel's writeback sends it through any open file that may write.
             auto& fs = filesystem_of(req);
+            KernelView* view = fs.writeback() ? file.view : nullptr;
             KernelPages* written_back =
-                file.view && (file.window || file.view->writing()) ? fs.kernel_pages() : nullptr;
+                view && (file.window || view->writing()) ? fs.kernel_pages() : nullptr;
             const size_t page = fs.page_size();
-            if (file.view)
-                file.view->wrote(static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
+            if (view)
+                view->wrote(static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
             fuse_reply_write(req, static_cast<size_t>(n));
             if (written_back)
                 drop_written_pages(*written_back, page, ino, static_cast<uint64_t>(off),
@@ -401,7 +401,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
                                      static_cast<uint64_t>(length), allocate);
         }
         // The kernel extends its own size too (fuse_file_fallocate).
-        if (rv == 0 && file.view && !(mode & FALLOC_FL_KEEP_SIZE))
+        if (rv == 0 && fs.writeback() && file.view && !(mode & FALLOC_FL_KEEP_SIZE))
             file.view->wrote(static_cast<uint64_t>(offset) + static_cast<uint64_t>(length));
         reply_status(req, rv);
     });
@@ -427,7 +427,7 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
         }
         if (n < 0)
             return reply_status(req, static_cast<int>(n));
-        if (out.view)  // as the kernel's size of the target
+        if (filesystem_of(req).writeback() && out.view)  // as the kernel's size of the target
             out.view->wrote(static_cast<uint64_t>(off_out) + static_cast<uint64_t>(n));
         fuse_reply_write(req, static_cast<size_t>(n));
     });

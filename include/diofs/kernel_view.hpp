@@ -33,15 +33,10 @@ public:
         size_ = st.st_size;
         mtime_ = st.st_mtim;
     }
-    // A write the kernel sent, ending at `end`.
+    // A write the kernel sent, or an allocation or copy that extended the file, ending at `end`.
     void wrote(uint64_t end) {
         std::lock_guard lock(mutex_);
         size_ = std::max<off_t>(size_, static_cast<off_t>(end));
-    }
-    // The kernel extended the file to the backing file's size `st` (fallocate, a copy into it).
-    void extended(const struct stat& st) {
-        std::lock_guard lock(mutex_);
-        size_ = std::max(size_, st.st_size);
     }
     // A SETATTR the kernel applied to its copy: the size, the modification time, as they are
     // in `st` after it.
