@@ -23,24 +23,23 @@ namespace {
 // unaligned request from the kernel would fail with EINVAL on an O_DIRECT descriptor.
 int backing_open_flags(int fuse_flags) { return fuse_flags & ~(O_APPEND | O_DIRECT | O_NOCTTY); }
 
-// Whether an open of a regular file goes through the writeback window (docs/design.md):
-// opened for writing, and not synchronous (O_SYNC, O_DSYNC and O_DIRECT keep a request per
-// write(), on the device when it returns).
+// Whether an open of a regular file may go through the writeback window (docs/design.md):
+// opened for writing. Whether it does is the inode's to say (KernelView::writer_opened).
 bool in_window(Filesystem& fs, int fuse_flags) {
-    return fs.writeback() && (fuse_flags & O_ACCMODE) != O_RDONLY &&
-           !(fuse_flags & (O_SYNC | O_DSYNC | O_DIRECT));
+    return fs.writeback() && (fuse_flags & O_ACCMODE) != O_RDONLY;
 }
 
 // In the window the kernel reads the partial pages it writes into (fuse_write_begin) through
-// whichever open file it has, an O_WRONLY one too: such an open is read-write on the backing
-// file, where its caller may read it.
+// whichever open file it has, an O_WRONLY one too: the file's direct descriptor, opened by the
+// daemon, is read-write. Only the kernel reads through it (the VFS sends no READ for a file
+// not opened for reading), so a caller who may write and not read reads nothing.
 int readable(int flags) { return (flags & ~O_ACCMODE) | O_RDWR; }
 
 // The OpenFile for a backing descriptor just opened; under dbopt with its direct side, and the
 // kernel told to cache a window of it or nothing (FOPEN_DIRECT_IO). Every descriptor the file will need, the ones
 // that report at close included, is taken here: out of descriptors, the open fails (-errno in
 // `error`), never a later close.
-// `window`: the descriptor was opened for the writeback window (readable).
+// `window`: the open goes through the writeback window (its direct descriptor read-write).
 std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
                                          fuse_file_info* fi, bool window, int& error) {
     auto file = std::make_unique<OpenFile>(std::move(fd));
@@ -51,27 +50,28 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
                                file->direct);
         if (error == 0 && file->direct->is_direct())
             error = file->direct_close.arm(file->direct->direct_fd());
-        file->window = window && error == 0 && file->direct->is_direct();
+        const bool direct = error == 0 && file->direct->is_direct();
+        if (window && direct) {
+            file->counted_writer = true;
+            file->window = inode.view.writer_opened(fi->flags & (O_SYNC | O_DSYNC | O_DIRECT));
+        }
         // Every open file of a mount's inode alike (they share the kernel's one mapping of it).
-        file->cached = fs.kernel_pages() && error == 0 && file->direct->is_direct() &&
+        file->cached = fs.kernel_pages() && direct &&
                        ((fi->flags & O_ACCMODE) == O_RDONLY || file->window);
         fi->direct_io = !file->cached;
     }
-    if (error < 0)
-        return nullptr;
-    if (inode.type == S_IFREG) {
+    if (inode.type == S_IFREG) {  // counted from here on: the destructor uncounts
         file->view = &inode.view;
         inode.view.opened();
-        if (file->window)
-            inode.view.writer_opened();
     }
+    if (error < 0)
+        return nullptr;
     return file;
 }
 
 // Opens the backing file of `inode` as the caller, with the kernel's flags. Returns the
 // descriptor or -errno.
-// `window` says whether the open goes through the writeback window: wanted, and readable for
-// its caller.
+// `window` says whether the open goes through the writeback window.
 int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi, bool& window) {
     // O_TRUNC cuts the file: what other descriptors hold back goes out first, and their
     // read-ahead is dropped, as for a truncate through setattr.
@@ -82,19 +82,17 @@ int open_backing(fuse_req_t req, Inode& inode, const fuse_file_info* fi, bool& w
     window = inode.type == S_IFREG && in_window(fs, fi->flags);
     auto open = [&] {
         CallerCredentials as_caller(req);
-        int fd = -EACCES;
-        if (window)
-            fd = sys::open_via_proc(path_fd.get(), backing_open_flags(readable(fi->flags)));
-        if (fd == -EACCES) {  // a caller who may write and not read: a request per write()
-            window = false;
-            fd = sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags));
-        }
-        return fs.note_descriptors(fd, "an open");
+        return fs.note_descriptors(sys::open_via_proc(path_fd.get(), backing_open_flags(fi->flags)),
+                                   "an open");
     };
     // No open file yet (fi->fh is not set), and a cut to 0 leaves no page at an end of file.
-    if (fi->flags & O_TRUNC)
-        return fs.change(inode, nullptr, false).resize(open);
-    return open();
+    if (!(fi->flags & O_TRUNC))
+        return open();
+    int fd = fs.change(inode, nullptr, false).resize(open);
+    // The kernel cuts its own size to 0 at such an open (fuse_finish_open, atomic_o_trunc).
+    if (fd >= 0 && fs.writeback() && inode.type == S_IFREG)
+        inode.view.cut();
+    return fd;
 }
 
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -148,7 +146,6 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         auto& fs = filesystem_of(req);
         PathFd dir;
         int fd = fs.path_fd(fs.inode(parent), dir);
-        // A new file: its creator may read it whatever its mode, as open(2) lets it.
         bool window = in_window(fs, fi->flags);
         if (fd == 0) {
             CallerCredentials as_caller(req);
@@ -157,8 +154,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
             // made on an existing one (see Filesystem::lookup).
             fd = fs.note_descriptors(
                 sys::openat(dir.get(), name,
-                            backing_open_flags(window ? readable(fi->flags) : fi->flags) |
-                                O_CREAT | O_EXCL | O_NOFOLLOW,
+                            backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
                             with_umask.apply(mode)),
                 "a create");
         }

@@ -35,8 +35,8 @@ struct OpenFile {
         if (!view)
             return;
         view->closed();
-        if (window)
-            view->writer_closed();
+        if (counted_writer)
+            view->writer_closed(window);
     }
     OpenFile(const OpenFile&) = delete;
     OpenFile& operator=(const OpenFile&) = delete;
@@ -53,6 +53,8 @@ struct OpenFile {
     // Writes go through the kernel's page cache (the writeback window): the kernel sends them
     // when it writes back, and the pages each WRITE carried are dropped after it.
     bool window = false;
+    // Counted among its inode's writers (KernelView::writer_opened), in the window or not.
+    bool counted_writer = false;
     KernelPages::Span span;
     // Its inode's KernelView, which counts it (a regular file).
     KernelView* view = nullptr;

@@ -47,6 +47,11 @@ public:
         if (mtime)
             mtime_ = st.st_mtim;
     }
+    // An open with O_TRUNC: the kernel cut its size to 0 (its time it writes back later).
+    void cut() {
+        std::lock_guard lock(mutex_);
+        size_ = 0;
+    }
     // Whether the backing file `st` is not what the kernel believes.
     bool differs(const struct stat& st) const {
         std::lock_guard lock(mutex_);
@@ -66,8 +71,32 @@ public:
     // Open files of the mount that write through the window: while one does, the kernel may
     // hold dirty pages of the file, which a drop of all its pages would write back one page at
     // a time (fuse_launder_folio).
-    void writer_opened() { writers_.fetch_add(1); }
-    void writer_closed() { writers_.fetch_sub(1); }
+    //
+    // The kernel has one page cache per inode, and an open it does not cache (FOPEN_DIRECT_IO)
+    // beside one that writes through it would read past the dirty pages (a hole before them
+    // read short, their old bytes read back) and write under them (their later writeback
+    // undoing the write). So an inode's writers are all in the window or all direct while any
+    // is open: a synchronous open (O_SYNC, O_DSYNC, O_DIRECT: a request per write(), on the
+    // device when it returns) is direct unless window writers have the file, and then joins
+    // them (the kernel writes each write() back and sends FSYNC before it returns); a plain
+    // writer joins the window unless direct writers have the file. Returns whether the new
+    // writer is in the window; writer_closed() with the same answer at its close.
+    bool writer_opened(bool synchronous) {
+        std::lock_guard lock(mutex_);
+        if (synchronous ? writers_.load() == 0 : direct_writers_ > 0) {
+            ++direct_writers_;
+            return false;
+        }
+        writers_.fetch_add(1);
+        return true;
+    }
+    void writer_closed(bool window) {
+        std::lock_guard lock(mutex_);
+        if (window)
+            writers_.fetch_sub(1);
+        else
+            --direct_writers_;
+    }
     bool writing() const { return writers_.load() > 0; }
     int writers() const { return writers_.load(); }
 
@@ -82,6 +111,7 @@ private:
     timespec mtime_{};
     std::atomic<int> opens_ = 0;
     std::atomic<int> writers_ = 0;
+    int direct_writers_ = 0;  // under mutex_
     std::atomic<bool> superseded_ = false;
 };
 

@@ -850,6 +850,24 @@ TEST_F(DbOptDifferential, CoalescingWithSmallWindowsAndLittleMemory) {
     run(Mode::coalescing, kCoalescingOps);
 }
 
+// The writeback window (libfuse 3.16+): writes go through the kernel's page cache, held to the
+// window, and reach the daemon as WRITEs of whole pages; everything through the mount must still
+// match the reference, and the backing file may only be behind it until fsync or the last close.
+TEST_F(DbOptDifferential, WritebackWindowPlainDirectory) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=8M"});
+    run(Mode::coalescing, kCoalescingOps);
+}
+
+TEST_F(DbOptDifferential, WritebackWindowXfsOn4KSectorLoopDevice) {
+    DIOFS_MOUNT_ON(Backing::xfs_4k, {"dbopt", "writeback=8M"});
+    run(Mode::coalescing, kCoalescingOps);
+}
+
+TEST_F(DbOptDifferential, WritebackWindowExt4On4KSectorLoopDevice) {
+    DIOFS_MOUNT_ON(Backing::ext4_4k, {"dbopt", "writeback=8M"});
+    run(Mode::coalescing, kCoalescingOps);
+}
+
 // A filesystem that refuses O_DIRECT: the buffered fallback that drops its pages. It neither
 // reads ahead nor coalesces, whatever the options: with the default options the strict
 // expectations hold.

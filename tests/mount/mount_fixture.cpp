@@ -417,6 +417,11 @@ std::string DiofsMount::stop() {
         note(mnt_ + " is still mounted: " + dir_ + " is left in place");
         return problems;
     }
+    // DIOFS_TEST_KEEP_LOG=FILE: the whole daemon log of a failed test is kept there (to read a
+    // -o debug trace after the temporary directory has gone).
+    if (const char* keep = std::getenv("DIOFS_TEST_KEEP_LOG");
+        keep && *keep && ::testing::Test::HasFailure())
+        std::ofstream(keep) << log();
     remove_temporary_directory(dir_);
     return problems;
 }

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
+#include <vector>
 #include <random>
 #include <string>
 #include <thread>
@@ -203,6 +205,136 @@ TEST_F(WritebackWindow, AFullDiskIsToldAtWriteAndNothingAcceptedIsLost) {
     EXPECT_EQ(::fsync(fd.get()), 0) << errno_name(errno);
     EXPECT_EQ(fd.close(), success());
     EXPECT_EQ(first_difference(read_whole(b + "/log"), data), "") << "the backing file";
+}
+
+// Opens that are not plain writers share the kernel's one page cache of the inode with one that
+// is: an O_SYNC and an O_DIRECT descriptor read the hole before a dirty page as zeros and the
+// dirty bytes as written (not the backing file's), their writes are not undone by the later
+// writeback of older dirty pages, and an O_SYNC write is in the backing file when it returns.
+TEST_F(WritebackWindow, SynchronousOpensSeeAndKeepTheWindowsBytes) {
+    DIOFS_MOUNT_ON(Backing::xfs_4k, {"dbopt", "writeback=8M"});
+    window_on();
+    Fd writer(::open(mnt("f").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(writer) << errno_name(errno);
+    std::string want = random_bytes_from<std::mt19937_64>(1 * kMiB + 100, 11);
+    ASSERT_EQ(::pwrite(writer.get(), want.data(), want.size(), 0), static_cast<ssize_t>(want.size()));
+    ASSERT_EQ(::fsync(writer.get()), 0);
+    // Opened before the writer dirties pages (an open writes back what is dirty).
+    const int kFlags[] = {O_RDWR | O_SYNC, O_RDWR | O_DSYNC, O_RDONLY | O_DIRECT};
+    std::vector<Fd> others;
+    for (int flags : kFlags) {
+        others.emplace_back(::open(mnt("f").c_str(), flags | O_CLOEXEC));
+        ASSERT_TRUE(others.back()) << errno_name(errno);
+    }
+    for (size_t i = 0; i < others.size(); ++i) {
+        const int flags = kFlags[i];
+        const int other = others[i].get();
+        SCOPED_TRACE("flags 0" + std::to_string(flags));
+        // Dirty bytes in the middle and past the end (a hole before them): in the page cache,
+        // not yet in the backing file.
+        const std::string middle(5000, static_cast<char>('a' + i)), tail(90, static_cast<char>('k' + i));
+        const uint64_t tail_at = (3 + i) * kMiB + 17;
+        ASSERT_EQ(::pwrite(writer.get(), middle.data(), middle.size(), 4093), 5000);
+        ASSERT_EQ(::pwrite(writer.get(), tail.data(), tail.size(), static_cast<off_t>(tail_at)), 90);
+        want.replace(4093, middle.size(), middle);
+        want.resize(tail_at, '\0');
+        want += tail;
+        struct stat st{};
+        ASSERT_EQ(::fstat(other, &st), 0);
+        EXPECT_EQ(st.st_size, static_cast<off_t>(want.size()));
+        if (flags & O_DIRECT) {
+            // Whole aligned blocks: the dirty bytes, and the hole before the tail.
+            void* mem = nullptr;
+            ASSERT_EQ(::posix_memalign(&mem, 4096, 16384), 0);
+            std::unique_ptr<void, decltype(&::free)> owned(mem, &::free);
+            const auto bytes = static_cast<char*>(mem);
+            ASSERT_EQ(::pread(other, mem, 16384, 0), 16384) << errno_name(errno);
+            EXPECT_EQ(first_difference(std::string(bytes, 16384), want.substr(0, 16384)), "")
+                << "the dirty bytes read with O_DIRECT";
+            const off_t in_hole = static_cast<off_t>((tail_at - 20000) / 4096 * 4096);
+            ASSERT_EQ(::pread(other, mem, 16384, in_hole), 16384) << errno_name(errno);
+            EXPECT_EQ(std::string(bytes, 16384), std::string(16384, '\0')) << "the hole, with O_DIRECT";
+            continue;
+        }
+        // Inside the hole, short of the dirty tail: zeros, not the end of the backing file.
+        std::string hole(4000, '?');
+        ASSERT_EQ(::pread(other, hole.data(), hole.size(), static_cast<off_t>(tail_at - 5000)), 4000)
+            << "a read in the hole before a dirty page";
+        EXPECT_EQ(hole, std::string(4000, '\0'));
+        std::string got(want.size() + 10, '?');
+        ASSERT_EQ(::pread(other, got.data(), got.size(), 0), static_cast<ssize_t>(want.size()))
+            << errno_name(errno);
+        got.resize(want.size());
+        EXPECT_EQ(first_difference(got, want), "") << "read through the synchronous descriptor";
+        // A synchronous write over dirty bytes: in the backing file when it returns, and not
+        // undone by the writeback of what the writer left dirty.
+        ASSERT_EQ(::pwrite(writer.get(), middle.data(), 3000, 6000), 3000);
+        const std::string sync_bytes(3000, static_cast<char>('0' + i));
+        ASSERT_EQ(::pwrite(other, sync_bytes.data(), sync_bytes.size(), 6000), 3000);
+        want.replace(6000, sync_bytes.size(), sync_bytes);
+        const auto backing_now = read_direct(backing("f"));
+        ASSERT_TRUE(backing_now);
+        EXPECT_EQ(backing_now->substr(6000, 3000), sync_bytes) << "the O_SYNC write when it returned";
+    }
+    others.clear();
+    ASSERT_EQ(writer.close(), success());
+    EXPECT_EQ(first_difference(read_whole(backing("f")), want), "") << "the backing file";
+    EXPECT_EQ(first_difference(read_whole(mnt("f")), want), "") << "through the mount";
+    EXPECT_EQ(resident_pages(backing("f")), 0) << "pages of the backing file cached";
+}
+
+// The other order: a synchronous writer has the file first, and keeps its request per write();
+// a plain writer opened beside it writes direct too (nothing of the file cached), and the
+// bytes of both are kept.
+TEST_F(WritebackWindow, APlainWriterBesideASynchronousOneWritesDirect) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=8M"});
+    window_on();
+    Fd sync(::open(mnt("s").c_str(), O_RDWR | O_CREAT | O_DSYNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(sync) << errno_name(errno);
+    Fd plain(::open(mnt("s").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(plain) << errno_name(errno);
+    std::string want = random_bytes_from<std::mt19937_64>(300000, 17);
+    ASSERT_EQ(::pwrite(plain.get(), want.data(), want.size(), 0), static_cast<ssize_t>(want.size()));
+    EXPECT_EQ(cachestat_pages(plain.get()), 0) << "pages cached beside a synchronous writer";
+    const std::string sync_bytes(7000, 's');
+    ASSERT_EQ(::pwrite(sync.get(), sync_bytes.data(), sync_bytes.size(), 100000), 7000);
+    want.replace(100000, sync_bytes.size(), sync_bytes);
+    std::string got(want.size(), '?');
+    ASSERT_EQ(::pread(sync.get(), got.data(), got.size(), 0), static_cast<ssize_t>(want.size()));
+    EXPECT_EQ(first_difference(got, want), "") << "read through the synchronous descriptor";
+    ASSERT_EQ(plain.close(), success());
+    ASSERT_EQ(sync.close(), success());
+    EXPECT_EQ(first_difference(read_whole(backing("s")), want), "") << "the backing file";
+}
+
+// A caller who may write a file and not read it writes through the window (the kernel reads
+// the partial pages it writes into through the daemon's own descriptor), and still reads nothing.
+TEST_F(WritebackWindow, AWriteOnlyCallerWritesAndReadsNothing) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=8M"});
+    window_on();
+    const std::string base = random_bytes_from<std::mt19937_64>(200000, 13);
+    ASSERT_EQ(write_whole(backing("w"), base), 0) << errno_name(errno);
+    ASSERT_EQ(::chown(backing("w").c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(::chmod(backing("w").c_str(), 0200), 0);
+    const std::string patch(10001, 'p');
+    const std::string path = mnt("w");
+    const int status = as_nobody([&] {
+        int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 1;
+        if (::pwrite(fd, patch.data(), patch.size(), 4097) != static_cast<ssize_t>(patch.size()))
+            return 2;
+        char c;
+        if (::pread(fd, &c, 1, 0) != -1 || errno != EBADF)
+            return 3;
+        if (::open(path.c_str(), O_RDONLY | O_CLOEXEC) != -1 || errno != EACCES)
+            return 4;
+        return ::close(fd) == 0 ? 0 : 5;
+    });
+    EXPECT_EQ(status, 0) << "1: open, 2: write, 3: read through it, 4: a readable open, 5: close";
+    std::string want = base;
+    want.replace(4097, patch.size(), patch);
+    EXPECT_EQ(first_difference(read_whole(backing("w")), want), "") << "the backing file";
 }
 
 }  // namespace
