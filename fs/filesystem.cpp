@@ -155,9 +155,15 @@ int Filesystem::fill_entry(UniqueFd path_fd, fuse_entry_param* e) {
     if (writeback() && inode.type == S_IFREG)
         inode.view.told(e->attr);
     e->ino = reinterpret_cast<fuse_ino_t>(&inode);
-    e->attr_timeout = attr_timeout();
+    e->attr_timeout = attr_timeout(inode);
     e->entry_timeout = entry_timeout();
     return 0;
+}
+
+double Filesystem::attr_timeout(const Inode& inode) const {
+    constexpr double kWhileWriting = 24 * 3600;  // what the kernel takes as "until invalidated"
+    return writeback() && inode.type == S_IFREG && inode.view.writing() ? kWhileWriting
+                                                                         : attr_timeout();
 }
 
 // open_by_handle_at needs a descriptor of the filesystem that is not O_PATH: `path_fd`
@@ -199,11 +205,16 @@ void Filesystem::after_removal(const struct stat& removed) {
     inodes_.release_descriptor(removed.st_dev, removed.st_ino);
 }
 
-int Filesystem::reserve_window(fuse_req_t req, Inode& inode, OpenFile& file) {
+int Filesystem::reserve_window(const Credentials& who, Inode& inode, OpenFile& file,
+                               uint64_t from) {
     if (!file.window)
         return 0;
-    CallerCredentials as_caller(req);
-    return file.direct->reserve_ahead(inode.view.size(), 4 * options_.writeback_window);
+    if (int error = inode.view.write_error())
+        return error;
+    AsCredentials as_writer(who);
+    const int rv = file.direct->reserve_ahead(from, 2 * options_.writeback_window);
+    inode.view.room_short(rv < 0);
+    return rv;
 }
 
 bool Filesystem::superseded_around(Inode& inode) {
@@ -311,11 +322,13 @@ int Filesystem::open_direct(Inode& inode, int buffered_fd, int flags, int open_f
     return 0;
 }
 
-void Filesystem::invalidate_attributes(Inode& inode) {
+void Filesystem::invalidate_attributes(Inode& inode) { invalidate_attributes(ino_of(inode)); }
+
+void Filesystem::invalidate_attributes(fuse_ino_t ino) {
     // An offset below zero: the attributes only, no page, so the kernel takes no lock of the
     // inode and waits for nothing, and a request of it may be under way.
     if (session_)
-        fuse_lowlevel_notify_inval_inode(session_, ino_of(inode), -1, 0);
+        fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
 }
 
 Filesystem& filesystem_of(fuse_req_t req) {

@@ -21,6 +21,17 @@ int stat_shown(Filesystem& fs, Inode& inode, const PathFd& path_fd, const fuse_f
     return fs.stat_shown(inode, [&](struct stat& s) { return stat_inode(path_fd, fi, &s); }, st);
 }
 
+// Answers attributes of `inode`, with its timeout; then asks the kernel to forget them again
+// where a writer of the file must still ask (Filesystem::must_ask_again).
+void reply_attributes(fuse_req_t req, Inode& inode, const struct stat& st) {
+    auto& fs = filesystem_of(req);
+    const bool again = fs.must_ask_again(inode);
+    const fuse_ino_t ino = fs.ino_of(inode);
+    fuse_reply_attr(req, &st, fs.attr_timeout(inode));
+    if (again)
+        fs.invalidate_attributes(ino);
+}
+
 // The inode's path descriptor, unless the kernel names an open file (which serves instead).
 int path_fd_unless_open(Filesystem& fs, Inode& inode, const fuse_file_info* fi, PathFd& out) {
     return fi ? 0 : fs.path_fd(inode, out);
@@ -36,7 +47,9 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (!fi && fs.superseded_around(inode))
             return reply_status(req, -ESTALE);
         if (fi) {
-            if (int room = fs.reserve_window(req, inode, open_file_of(fi)); room < 0)
+            if (int room = fs.reserve_window(Credentials::of(req), inode, open_file_of(fi),
+                                             inode.view.size());
+                room < 0)
                 return reply_status(req, room);
         }
         PathFd path_fd;
@@ -46,7 +59,7 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
             rv = stat_shown(fs, inode, path_fd, fi, st);
         if (rv < 0)
             return reply_status(req, rv);
-        fuse_reply_attr(req, &st, fs.attr_timeout());
+        reply_attributes(req, inode, st);
     });
 }
 
@@ -163,7 +176,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_
         }
         if (rv < 0)
             return reply_status(req, rv);
-        fuse_reply_attr(req, &st, fs.attr_timeout());
+        reply_attributes(req, inode, st);
     });
 }
 

@@ -9,7 +9,10 @@
 #include "diofs/syscalls.hpp"
 #include "handlers.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -40,8 +43,9 @@ int readable(int flags) { return (flags & ~O_ACCMODE) | O_RDWR; }
 // that report at close included, is taken here: out of descriptors, the open fails (-errno in
 // `error`), never a later close.
 // `window`: the open goes through the writeback window (its direct descriptor read-write).
-std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd fd,
+std::unique_ptr<OpenFile> make_open_file(fuse_req_t req, Inode& inode, UniqueFd fd,
                                          fuse_file_info* fi, bool window, int& error) {
+    auto& fs = filesystem_of(req);
     auto file = std::make_unique<OpenFile>(std::move(fd));
     error = file->fd_close.arm(file->fd.get());
     if (error == 0 && fs.options().dbopt && inode.type == S_IFREG) {
@@ -54,6 +58,15 @@ std::unique_ptr<OpenFile> make_open_file(Filesystem& fs, Inode& inode, UniqueFd 
         if (window && direct) {
             file->counted_writer = true;
             file->window = inode.view.writer_opened(fi->flags & (O_SYNC | O_DSYNC | O_DIRECT));
+            // Room for the window, reserved as the caller. Where there is none, the file
+            // writes direct (ENOSPC from the write() whose bytes do not fit), unless other
+            // writers have it in the window: then its write()s ask first and are told.
+            // Its opener writes what the kernel writes back (which comes as root).
+            file->writer = std::make_shared<const Credentials>(Credentials::of(req));
+            if (file->window &&
+                fs.reserve_window(*file->writer, inode, *file, inode.view.size()) < 0 &&
+                inode.view.writer_to_direct())
+                file->window = false;
         }
         // Every open file of a mount's inode alike (they share the kernel's one mapping of it).
         file->cached = fs.kernel_pages() && direct &&
@@ -106,10 +119,9 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         if (fd < 0)
             return reply_status(req, fd);
         int error;
-        auto file = make_open_file(fs, inode, UniqueFd(fd), fi, window, error);
+        auto file = make_open_file(req, inode, UniqueFd(fd), fi, window, error);
         if (!file)
             return reply_status(req, error);
-        fs.reserve_window(req, inode, *file);
         // Close-to-open: the file may have changed around the mount (on another node of a
         // shared filesystem) since the kernel cached its size. Its pages go at this open (no
         // FOPEN_KEEP_CACHE); its attributes are asked for again before a read past the old end
@@ -170,20 +182,20 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
                 return reply_status(req, rv);
         }
         int error;
-        auto file = make_open_file(fs, fs.inode(e.ino), std::move(owned), fi, window, error);
+        Inode& inode = fs.inode(e.ino);
+        auto file = make_open_file(req, inode, std::move(owned), fi, window, error);
         if (!file) {
             fs.forget(e.ino, 1);
             return reply_status(req, error);
         }
-        const int room = fs.reserve_window(req, fs.inode(e.ino), *file);
         fi->fh = fs.handles().add(std::move(file));
-        // Without room, attributes that were just given would let write()s into the window
-        // before a GETATTR could refuse them: none are given.
-        if (room < 0)
-            e.attr_timeout = 0;
+        e.attr_timeout = fs.attr_timeout(inode);  // now that its writer is counted
+        const bool again = fs.must_ask_again(inode);
         if (fuse_reply_create(req, &e, fi) != 0) {
             fs.handles().close(fi->fh);  // before the inode its DirectFile uses may go
             fs.forget(e.ino, 1);
+        } else if (again) {
+            fs.invalidate_attributes(e.ino);
         }
     });
 }
@@ -196,6 +208,8 @@ void count_request(Counter& requests, Counter& total, size_t bytes) {
 
 // Who writes through `file` for `req`: kept in the file while the uid and gid stay the same.
 std::shared_ptr<const Credentials> writer_of(fuse_req_t req, OpenFile& file) {
+    if (file.window)
+        return file.writer;  // its opener's (OpenFile::writer)
     if (!file.writer || !file.writer->same_ids(req))
         file.writer = std::make_shared<const Credentials>(Credentials::of(req));
     return file.writer;
@@ -297,18 +311,35 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
             // As the caller, now or when a coalesced write goes out: the backing filesystem
             // charges the caller's quota and keeps root's reserved blocks from them.
             ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file));
-            if (n < 0)
-                return reply_status(req, static_cast<int>(n));
-            count_request(counters().write_requests, counters().written_bytes, static_cast<size_t>(n));
             // The kernel's writeback sends it through any open file that may write.
             auto& fs = filesystem_of(req);
             KernelView* view = fs.writeback() ? file.view : nullptr;
-            KernelPages* written_back =
-                view && (file.window || view->writing()) ? fs.kernel_pages() : nullptr;
+            const bool window = view && (file.window || view->writing());
+            if (n < 0 && window) {
+                // Acknowledged bytes lost: the writers' next write() is told (must_ask_again).
+                view->wrote(static_cast<uint64_t>(off) + size);
+                view->write_failed(static_cast<int>(n));
+                spdlog::error("{}: a write back of {} bytes at {} failed: {}; its writers are "
+                              "told at their next write, fsync and close",
+                              direct->name(), size, off, std::strerror(static_cast<int>(-n)));
+                reply_status(req, static_cast<int>(n));
+                return fs.invalidate_attributes(ino);
+            }
+            if (n < 0)
+                return reply_status(req, static_cast<int>(n));
+            count_request(counters().write_requests, counters().written_bytes, static_cast<size_t>(n));
+            KernelPages* written_back = window ? fs.kernel_pages() : nullptr;
+            // Room past this WRITE, before the writer dirties pages there: when there is none,
+            // its next write() is told (the room reserved before holds what it has now).
+            const bool short_of_room =
+                file.window && fs.reserve_window(*file.writer, fs.inode(ino), file,
+                                                 static_cast<uint64_t>(off) + size) < 0;
             const size_t page = fs.page_size();
             if (view)
                 view->wrote(static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
             fuse_reply_write(req, static_cast<size_t>(n));
+            if (short_of_room)
+                fs.invalidate_attributes(ino);
             if (written_back)
                 drop_written_pages(*written_back, page, ino, static_cast<uint64_t>(off),
                                    static_cast<uint64_t>(n));
@@ -334,6 +365,9 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
     });
 }
 
+// A failed write back of the file's window (KernelView::write_failed), for fsync and close.
+int window_error(const OpenFile& file) { return file.window ? file.view->write_error() : 0; }
+
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
         // A close by a lock owner releases its POSIX locks on the file (record_locks.hpp).
@@ -346,7 +380,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         const int closed = file.fd_close.flush(file.fd.get());
         const int direct_closed =
             file.direct && file.direct->is_direct() ? file.direct_close.flush(file.direct->direct_fd()) : 0;
-        for (int report : {closed, direct_closed})
+        for (int report : {closed, direct_closed, window_error(file)})
             if (rv == 0)
                 rv = report;
         reply_status(req, rv);
@@ -374,6 +408,8 @@ void fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
         OpenFile& file = open_file_of(fi);
         int rv = file.direct ? file.direct->sync(datasync != 0) : 0;
         int synced = sys::fsync(file.fd.get(), datasync != 0);
+        if (rv == 0)
+            rv = window_error(file);
         reply_status(req, rv < 0 ? rv : synced);
     });
 }

@@ -10,8 +10,12 @@ namespace diofs {
 namespace ops {
 
 void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
+    auto& fs = filesystem_of(req);
+    const bool again = fs.must_ask_again(fs.inode(e.ino));
     if (fuse_reply_entry(req, &e) != 0)
-        filesystem_of(req).forget(e.ino, 1);
+        fs.forget(e.ino, 1);
+    else if (again)
+        fs.invalidate_attributes(e.ino);
 }
 
 namespace {

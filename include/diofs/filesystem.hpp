@@ -122,6 +122,19 @@ public:
     // through a reply, such as a write clearing setuid bits, or one made around the mount
     // (close-to-open). Safe while a request of the inode is being served.
     void invalidate_attributes(Inode& inode);
+    // The same by node id: after a reply that named the inode, which the kernel may have
+    // forgotten since (a node id it no longer knows is ignored).
+    void invalidate_attributes(fuse_ino_t ino);
+    // Under the writeback window, while the room of a file's writers could not be reserved
+    // (reserve_window failed): any reply that gives the kernel the file's attributes (GETATTR,
+    // SETATTR, LOOKUP, CREATE, READDIRPLUS) makes it trust them again, and the writer's next
+    // write() would not ask (GETATTR through its file) and be told ENOSPC. So they are
+    // invalidated again after such a reply. Asked before the reply (the inode may be forgotten
+    // after it).
+    bool must_ask_again(const Inode& inode) const {
+        return writeback() && inode.type == S_IFREG &&
+               (inode.view.room_short() || inode.view.write_error() != 0);
+    }
     // The session, once it exists (notifications go through it).
     void set_session(fuse_session* session) { session_ = session; }
 
@@ -155,12 +168,16 @@ public:
         inodes_.kernel_keeps_sizes();
     }
     bool writeback() const { return writeback_.load(std::memory_order_relaxed); }
-    // The room of the writeback window for `file` (open in it; otherwise nothing to do): four
-    // windows past what the kernel has of the file, reserved as `req`'s caller, so that what
-    // the kernel takes into its cache can be written when it sends it. At the open and at every
-    // GETATTR through the file: the kernel asks for one before a write() after each page drop,
-    // and its error fails that write() with nothing taken (docs/design.md). 0 or -errno.
-    int reserve_window(fuse_req_t req, Inode& inode, OpenFile& file);
+    // The room of the writeback window for `file` (open in it; otherwise nothing to do): two
+    // windows past `from`, reserved as `who`, so that what the kernel takes into its cache can
+    // be written when it sends it. At the open and at every GETATTR through the file, from
+    // what the kernel sent so far, as the caller: the kernel asks for one before a write()
+    // after each page drop, and its error fails that write() with nothing taken; after each
+    // WRITE of the file's writeback, from its end, as the file's opener: where that fails, the
+    // writers' next write() asks (must_ask_again) and is told, while the room reserved before
+    // still holds what the kernel has (docs/design.md). 0 or -errno (also the error of a failed
+    // write back, KernelView::write_error).
+    int reserve_window(const Credentials& who, Inode& inode, OpenFile& file, uint64_t from);
     // Under the writeback window: whether the kernel's inode of `inode` is to be replaced, as
     // the backing file changed around the mount while no open file of the mount had it
     // (KernelView). The request answers ESTALE then; the VFS looks the name up again
@@ -196,6 +213,14 @@ public:
     // the mount's back.
     double entry_timeout() const { return options_.entry_timeout; }
     double attr_timeout() const { return options_.attr_timeout; }
+    // The attribute timeout given for `inode`. While a writer of it is in the writeback window
+    // the kernel refreshes them only when the daemon invalidates them (after each page drop,
+    // KernelPages::drop), never because they expired: a GETATTR through an open file then
+    // comes from a write() (the mode, which the kernel does not keep, is invalid) and never
+    // from a read() past the end (the size it keeps; asked for only when the attributes
+    // expired), so that an ENOSPC told at the reservation (reserve_window) fails the writer's
+    // next write() and no read().
+    double attr_timeout(const Inode& inode) const;
 
 private:
     int fill_entry(UniqueFd path_fd, fuse_entry_param* e);

@@ -92,13 +92,40 @@ public:
     }
     void writer_closed(bool window) {
         std::lock_guard lock(mutex_);
-        if (window)
-            writers_.fetch_sub(1);
-        else
+        if (!window)
             --direct_writers_;
+        else if (writers_.fetch_sub(1) == 1) {
+            room_short_.store(false);  // no writer left to tell
+            write_error_.store(0);
+        }
     }
     bool writing() const { return writers_.load() > 0; }
     int writers() const { return writers_.load(); }
+
+    // Whether the last reservation of room for the window failed (Filesystem::must_ask_again).
+    void room_short(bool yes) { room_short_.store(yes, std::memory_order_relaxed); }
+    bool room_short() const { return room_short_.load(std::memory_order_relaxed); }
+    // A WRITE of the kernel's writeback failed (-errno): its bytes were acknowledged to a
+    // write() and are lost. The kernel tells fsync and close; every later write() of the
+    // file's writers in the window is told too (Filesystem::reserve_window), until the last of
+    // them closes, as a failed writeout is for a file without the window (write_behind.hpp).
+    void write_failed(int error) {
+        int none = 0;
+        write_error_.compare_exchange_strong(none, error);
+    }
+    int write_error() const { return write_error_.load(std::memory_order_relaxed); }
+    // A writer in the window whose room could not be reserved at its open leaves the window
+    // when it is the only one there: it writes direct (a request per write(), ENOSPC from the
+    // write whose bytes do not fit). Returns whether it did.
+    bool writer_to_direct() {
+        std::lock_guard lock(mutex_);
+        if (writers_.load() != 1)
+            return false;
+        writers_.store(0);
+        ++direct_writers_;
+        room_short_.store(false);
+        return true;
+    }
 
     // The kernel's inode is to be replaced at the next lookup.
     void supersede() { superseded_.store(true); }
@@ -113,6 +140,8 @@ private:
     std::atomic<int> writers_ = 0;
     int direct_writers_ = 0;  // under mutex_
     std::atomic<bool> superseded_ = false;
+    std::atomic<bool> room_short_ = false;
+    std::atomic<int> write_error_ = 0;
 };
 
 }  // namespace diofs

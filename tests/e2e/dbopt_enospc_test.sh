@@ -19,17 +19,20 @@
 # On ext2 (no extents, so no fallocate: room cannot be reserved) the daemon holds bytes back
 # only while the free space is more than what it holds, and writes through otherwise: the same
 # promises hold.
-# Usage: dbopt_enospc_test.sh xfs|ext4|ext2 strict|coalescing
+# The writeback window (window: -o dbopt,writeback=8M) keeps the same promises: the room is
+# reserved ahead of the kernel's dirty pages, and a failed reservation fails the next write().
+# Usage: dbopt_enospc_test.sh xfs|ext4|ext2 strict|coalescing|window
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 fstype=${1:?usage: dbopt_enospc_test.sh xfs|ext4|ext2 strict|coalescing}
-mode=${2:?usage: dbopt_enospc_test.sh xfs|ext4|ext2 strict|coalescing}
+mode=${2:?usage: dbopt_enospc_test.sh xfs|ext4|ext2 strict|coalescing|window}
 size_mib=64
 [[ $fstype == xfs ]] && size_mib=320  # mkfs.xfs refuses less than 300 MiB
 case $mode in
     strict) options=dbopt,strict ;;
     coalescing) options=dbopt ;;
-    *) fail "unknown mode '$mode' (strict or coalescing)" ;;
+    window) options=dbopt,writeback=8M ;;  # the kernel's page cache takes the writes
+    *) fail "unknown mode '$mode' (strict, coalescing or window)" ;;
 esac
 
 e2e_loop_fs "$fstype" "$E2E_TMP/small" "$size_mib" 4096

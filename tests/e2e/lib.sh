@@ -478,6 +478,7 @@ e2e_cleanup() {
             note "cleanup: something is still mounted under $E2E_TMP; leaving it in place"
             [[ $status == 0 ]] && status=1
         else
+            [[ -n "${E2E_KEEP_LOGS:-}" ]] && cp "$E2E_TMP"/*.log "$E2E_KEEP_LOGS"/ 2>/dev/null
             rm -rf --one-file-system -- "$E2E_TMP"
         fi
     fi

@@ -61,6 +61,8 @@ public:
     // On success `view` points into read-ahead memory or this thread's read buffer, valid
     // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
+    // How the log names the file ("inode DEV/INO").
+    const std::string& name() const { return name_; }
     // The dbopt part of fsync (the caller also syncs the buffered descriptor): every pending
     // write of the inode out, the backing I/O's sync, then 0 or -errno (the error of this
     // file's coalesced writes first: it stays until the file is closed).
