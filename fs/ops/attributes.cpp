@@ -118,6 +118,18 @@ bool is_kernel_setid_clear(fuse_req_t req, const struct stat& now, const struct 
     return clears_some && changes_nothing_else;
 }
 
+// Under the writeback window the kernel keeps the times of regular files and writes them back
+// itself (fuse_write_inode, at a close and after writeback), as whoever closes or flushes: a
+// writer who may write the file and does not own it may not set its times explicitly
+// (utimensat), and its close would fail with EPERM. Such a SETATTR of explicit times only is
+// applied as the daemon: one a program asks for was checked by the kernel before it was sent
+// (default_permissions, always on: setattr_prepare lets only the owner set explicit times).
+bool is_kernels_times(const Filesystem& fs, const Inode& inode, int valid) {
+    constexpr int explicit_times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME;
+    return fs.writeback() && inode.type == S_IFREG && (valid & FUSE_SET_ATTR_MTIME) &&
+           (valid & ~explicit_times) == 0;
+}
+
 // setattr's work, between the pending writes going out and the reply: 0 with the new
 // attributes in `st`, or -errno.
 int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid,
@@ -136,7 +148,9 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
                 : sys::fchmod_path_fd(path_fd.get(), attr.st_mode);
         valid &= ~FUSE_SET_ATTR_MODE;
     }
-    if (rv == 0) {
+    if (rv == 0 && is_kernels_times(fs, inode, valid)) {
+        rv = apply_setattr(path_fd, attr, valid, fi, change);
+    } else if (rv == 0) {
         CallerCredentials as_caller(req);
         rv = apply_setattr(path_fd, attr, valid, fi, change);
     }
