@@ -370,7 +370,12 @@ std::optional<DaemonLock> claim_mount(Filesystem& fs, dev_t own_device) {
     std::optional<DaemonLock> unmount_lock = DaemonLock::take(own_device);
     if (const KernelPages* pages = fs.kernel_pages()) {
         set_kernel_read_ahead(own_device, pages->read_ahead());
-        if (fs.options().writeback_window > 0)
+        // Without coalescing (writebehind=0) every write() is to be on the backing file when it
+        // returns, and no room is reserved for the window to hold: no window.
+        if (fs.options().writeback_window > 0 && fs.options().write_behind == 0)
+            spdlog::warn("writeback: writebehind=0 puts every write() on the backing file when "
+                         "it returns: every write() stays a request to the daemon");
+        else if (fs.options().writeback_window > 0)
             bound_writeback(fs, own_device, fs.options().writeback_window);
     }
     return unmount_lock;

@@ -307,6 +307,26 @@ TEST_F(WritebackWindow, APlainWriterBesideASynchronousOneWritesDirect) {
     EXPECT_EQ(first_difference(read_whole(backing("s")), want), "") << "the backing file";
 }
 
+// writebehind=0 promises every write() on the backing file when it returns: the window is not
+// turned on (the log says why), and the promise holds.
+TEST_F(WritebackWindow, WithoutCoalescingEveryWriteIsOnTheBackingFileWhenItReturns) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=8M", "writebehind=0"});
+    const std::string log = wait_for_log(mount(), "writeback:");
+    EXPECT_NE(log.find("writebehind=0 puts every write() on the backing file"), std::string::npos)
+        << log;
+    Fd fd(::open(mnt("n").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    const std::string record(5000, 'n');
+    for (int i = 1; i <= 50; ++i) {
+        ASSERT_EQ(::write(fd.get(), record.data(), record.size()), 5000);
+        struct stat st{};
+        ASSERT_EQ(::stat(backing("n").c_str(), &st), 0);
+        ASSERT_EQ(st.st_size, 5000 * i) << "the backing file after write " << i;
+    }
+    EXPECT_EQ(cachestat_pages(fd.get()), 0) << "pages of the file cached";
+    EXPECT_EQ(fd.close(), success());
+}
+
 // A caller who may write a file and not read it writes through the window (the kernel reads
 // the partial pages it writes into through the daemon's own descriptor), and still reads nothing.
 TEST_F(WritebackWindow, AWriteOnlyCallerWritesAndReadsNothing) {
