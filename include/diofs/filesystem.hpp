@@ -78,6 +78,7 @@ public:
     // The device of the mount itself, learned once it is mounted and before the session loop
     // starts its threads (which only read it).
     void set_own_device(dev_t dev) { own_device_ = dev; }
+    std::optional<dev_t> own_device() const { return own_device_; }
 
     // An O_PATH descriptor of `inode` in `out`, held open for as long as `out` (a request)
     // lives: 0, or -errno (-ESTALE for an inode deleted meanwhile). Call it as the daemon,

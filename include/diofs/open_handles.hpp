@@ -35,6 +35,12 @@ public:
     // Closes every handle left; returns how many there were.
     size_t close_all();
 
+    // How many are open now.
+    size_t count() {
+        std::lock_guard lock(mutex_);
+        return objects_.size();
+    }
+
 private:
     using Owned = std::unique_ptr<void, void (*)(void*)>;
     // Guards objects_. Taken alone, around one map insert or erase (or the move of all of them):

@@ -72,7 +72,8 @@ TEST_P(SessionEnd, SigtermWithFilesOpenClosesThemAndKeepsTheirBytes) {
 INSTANTIATE_TEST_SUITE_P(Mounts, SessionEnd,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"dbopt"},
-                                           std::vector<std::string>{"dbopt", "strict"}),
+                                           std::vector<std::string>{"dbopt", "strict"},
+                                           std::vector<std::string>{"dbopt", "writeback=8M"}),
                          options_name);
 
 }  // namespace
