@@ -206,13 +206,19 @@ void Filesystem::after_removal(const struct stat& removed) {
 }
 
 int Filesystem::reserve_window(const Credentials& who, Inode& inode, OpenFile& file,
-                               uint64_t from) {
+                               uint64_t from, bool at_open) {
     if (!file.window)
         return 0;
     if (int error = inode.view.write_error())
         return error;
     AsCredentials as_writer(who);
     const int rv = file.direct->reserve_ahead(from, 2 * options_.writeback_window);
+    // Where nothing can be reserved, a file is not let into the window at its open; one in it
+    // already (a setuid bit set since) writes through at the kernel's writeback as it can.
+    if (rv == -EOPNOTSUPP && !at_open) {
+        inode.view.room_short(false);
+        return 0;
+    }
     inode.view.room_short(rv < 0);
     return rv;
 }

@@ -127,7 +127,11 @@ WriteBehind::Room DirectFile::reserve(uint64_t offset, uint64_t length, uint64_t
 int DirectFile::reserve_ahead(uint64_t from, uint64_t length) {
     if (!write_behind_)
         return 0;
-    return reserve(from, length, 0).error;
+    const WriteBehind::Room room = reserve(from, length, 0);
+    // Nothing reserved and no error: the file writes through (a backing filesystem without
+    // fallocate, a setuid file).
+    return room.error == 0 && (room.write_through || !inode_.room.reservable()) ? -EOPNOTSUPP
+                                                                                : room.error;
 }
 
 void DirectFile::give_back_room(bool releasing) {

@@ -64,7 +64,7 @@ std::unique_ptr<OpenFile> make_open_file(fuse_req_t req, Inode& inode, UniqueFd 
             // Its opener writes what the kernel writes back (which comes as root).
             file->writer = std::make_shared<const Credentials>(Credentials::of(req));
             if (file->window &&
-                fs.reserve_window(*file->writer, inode, *file, inode.view.size()) < 0 &&
+                fs.reserve_window(*file->writer, inode, *file, inode.view.size(), true) < 0 &&
                 inode.view.writer_to_direct())
                 file->window = false;
         }

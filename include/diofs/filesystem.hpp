@@ -178,7 +178,10 @@ public:
     // writers' next write() asks (must_ask_again) and is told, while the room reserved before
     // still holds what the kernel has (docs/design.md). 0 or -errno (also the error of a failed
     // write back, KernelView::write_error).
-    int reserve_window(const Credentials& who, Inode& inode, OpenFile& file, uint64_t from);
+    // At the open (`at_open`), -EOPNOTSUPP says that nothing can be reserved (no fallocate):
+    // the file does not go into the window.
+    int reserve_window(const Credentials& who, Inode& inode, OpenFile& file, uint64_t from,
+                       bool at_open = false);
     // Under the writeback window: whether the kernel's inode of `inode` is to be replaced, as
     // the backing file changed around the mount while no open file of the mount had it
     // (KernelView). The request answers ESTALE then; the VFS looks the name up again

@@ -73,8 +73,10 @@ public:
     int flush();
     // Room for [from, from + length) past the end of the file, as the calling thread is: what
     // the writeback window lets the kernel take in before it sends it (Filesystem::
-    // reserve_window). 0, or the reservation's error (-ENOSPC, -EDQUOT...). Only a coalescing
-    // file reserves (its last close gives back what was not written).
+    // reserve_window). 0, or the reservation's error (-ENOSPC, -EDQUOT...), or -EOPNOTSUPP
+    // when nothing can be held (a backing filesystem without fallocate, a setuid file: writes
+    // go through). Only a coalescing file reserves (its last close gives back what was not
+    // written).
     int reserve_ahead(uint64_t from, uint64_t length);
 
     // copy_file_range inside a dbopt mount: shares extents where the filesystem can

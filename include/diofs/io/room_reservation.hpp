@@ -86,6 +86,8 @@ public:
     // `writing` is the inode's lock of writes and resizes (InodeIo::writing), held for the
     // give-back's stat and truncate.
     explicit RoomReservation(std::mutex& writing) : writing_(writing) {}
+    // Whether the backing file can reserve room (fallocate): false once it refused.
+    bool reservable() const { return reservable_.load(std::memory_order_relaxed); }
     RoomReservation(const RoomReservation&) = delete;
     RoomReservation& operator=(const RoomReservation&) = delete;
 
