@@ -467,6 +467,12 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
 
 void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
     guarded(req, "lseek", [&] {
+        // Under the writeback window the kernel's dirty pages are not in the backing file yet,
+        // and it sends LSEEK without writing them back: ENOSYS makes it answer SEEK_DATA and
+        // SEEK_HOLE itself from then on, with its own size (all of a file is data), as for
+        // every filesystem without them. Asked for by no other request.
+        if (filesystem_of(req).writeback())
+            return reply_status(req, -ENOSYS);
         // SEEK_DATA and SEEK_HOLE see only what is on the backing file.
         filesystem_of(req).inode(ino).io.settle();
         off_t pos = sys::lseek(open_file_of(fi).fd.get(), off, whence);

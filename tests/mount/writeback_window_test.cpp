@@ -327,6 +327,24 @@ TEST_F(WritebackWindow, WithoutCoalescingEveryWriteIsOnTheBackingFileWhenItRetur
     EXPECT_EQ(fd.close(), success());
 }
 
+// SEEK_DATA and SEEK_HOLE of a file whose only data is in the kernel's dirty pages: the data is
+// found (the kernel answers them itself under the window: all of a file is data), as cp
+// --sparse and tar --sparse ask.
+TEST_F(WritebackWindow, SeekDataFindsBytesNotYetWrittenBack) {
+    DIOFS_MOUNT_ON(Backing::plain, {"dbopt", "writeback=8M"});
+    window_on();
+    Fd fd(::open(mnt("s").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << errno_name(errno);
+    const std::string data(5000, 'd');
+    ASSERT_EQ(::pwrite(fd.get(), data.data(), data.size(), 1 << 20), 5000);
+    const off_t at = ::lseek(fd.get(), 0, SEEK_DATA);
+    EXPECT_GE(at, 0) << "SEEK_DATA found no data: " << errno_name(errno);
+    EXPECT_LE(at, 1 << 20);
+    const off_t hole = ::lseek(fd.get(), at < 0 ? 0 : at, SEEK_HOLE);
+    EXPECT_EQ(hole, (1 << 20) + 5000) << "SEEK_HOLE: " << errno_name(errno);
+    EXPECT_EQ(fd.close(), success());
+}
+
 // A caller who may write a file and not read it writes through the window (the kernel reads
 // the partial pages it writes into through the daemon's own descriptor), and still reads nothing.
 TEST_F(WritebackWindow, AWriteOnlyCallerWritesAndReadsNothing) {
