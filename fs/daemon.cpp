@@ -6,6 +6,7 @@
 #include "diofs/filesystem.hpp"
 #include "diofs/logging.hpp"
 #include "diofs/operations.hpp"
+#include "diofs/session_stop.hpp"
 #include "diofs/syscalls.hpp"
 
 #include <fcntl.h>
@@ -16,13 +17,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -322,7 +318,8 @@ std::optional<CheckedPaths> check_paths(Options& options) {
 }
 
 // The FUSE session of `fs`, with the arguments `options` make (options.hpp), and libfuse's
-// handlers of SIGINT, SIGTERM and SIGHUP, which end its loop. Null (after the message) when
+// handlers of SIGINT, SIGTERM and SIGHUP, which end its loop until serve() puts SessionStop's
+// in their place. Null (after the message) when
 // either cannot be had.
 Session create_session(const Options& options, Filesystem& fs) {
     // libfuse copies the operations and every argument it keeps.
@@ -433,55 +430,8 @@ void log_mount(const Options& options, Filesystem& fs, const DescriptorLimit& de
                      options.source, to_string(root.source));
 }
 
-// Whether the kernel still has the mount's connection (its fusectl directory): the loop ended
-// for a signal (SIGTERM, SIGINT, SIGHUP), not an unmount. Not stat(): a mount whose loop has
-// ended would hang it.
-bool still_connected(const Filesystem& fs) {
-    const std::optional<dev_t> dev = fs.own_device();
-    if (!fs.writeback() || !dev)
-        return false;
-    const std::string connection = "/sys/fs/fuse/connections/" + std::to_string(*dev);
-    return ::access(connection.c_str(), F_OK) == 0;
-}
-
-// After a signal ended the loop, under the writeback window: the kernel's dirty pages of the
-// mount are the bytes of write()s that returned, and they would be lost with the connection.
-// The loop serves again while a thread syncs the mount (its WRITEs come in as usual), then
-// ends it as the signal did. Returns the loop's result.
-int write_back_window(fuse_session* se, fuse_loop_config* config, const Options& options,
-                      Filesystem& fs) {
-    spdlog::info("writing back what the kernel holds of the mount before it ends");
-    fuse_session_reset(se);
-    std::atomic<bool> served = false;
-    const pthread_t loop_thread = ::pthread_self();
-    std::thread sync([&] {
-        // The directory this opens is closed again before the loop ends (its RELEASEDIR
-        // served), so that the count of what the kernel held open at the end stays true.
-        const size_t open_before = fs.handles().count();
-        {
-            UniqueFd mount(::open(options.mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-            if (!mount || ::syncfs(mount.get()) != 0)
-                spdlog::error("the write back of the mount before it ends failed: {}",
-                              std::strerror(errno));
-        }
-        for (int i = 0; i < 100 && fs.handles().count() > open_before; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        // As libfuse's own handler ends the loop: the session exited, the waiting loop woken
-        // by the signal (again until it has returned: one sent before it waited is lost).
-        fuse_session_exit(se);
-        while (!served.load()) {
-            ::pthread_kill(loop_thread, SIGTERM);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-    });
-    const int rv = fuse_session_loop_mt(se, config);
-    served.store(true);
-    sync.join();
-    return rv;
-}
-
 // Serves requests with libfuse's multi-threaded loop until the session ends (umount, SIGINT,
-// SIGTERM, SIGHUP), the mount's background threads started before and stopped after it, with
+// SIGTERM, SIGHUP: session_stop.hpp), the mount's background threads started before and stopped after it, with
 // the files the kernel still holds open written out and closed (background_threads.hpp).
 // Returns the loop's result: 0, or -errno.
 int serve(fuse_session* se, const Options& options, Filesystem& fs) {
@@ -490,12 +440,10 @@ int serve(fuse_session* se, const Options& options, Filesystem& fs) {
     fuse_loop_config* config = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(config, max_worker_threads(options));
     fuse_loop_cfg_set_clone_fd(config, options.clone_fd ? 1 : 0);
-    // 0 or, with libfuse 3.18, the number of the signal that ended it; -errno.
-    int rv = fuse_session_loop_mt(se, config);
-    if (rv >= 0 && still_connected(fs)) {
-        if (int again = write_back_window(se, config, options, fs); again < 0)
-            rv = again;
-    }
+    SessionStop stop(se, fs, options.mountpoint.c_str());
+    // 0, or -errno (a signal ends it through SessionStop, as fuse_session_exit does).
+    const int rv = fuse_session_loop_mt(se, config);
+    stop.loop_ended();
     fuse_loop_cfg_destroy(config);
     threads.stop();
     return rv;

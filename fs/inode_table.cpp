@@ -192,6 +192,18 @@ size_t InodeTable::size() const {
     return inodes_.size() + stale_.size();
 }
 
+std::vector<Inode*> InodeTable::writing() const {
+    std::vector<Inode*> out;
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, inode] : inodes_)
+        if (inode->view.writing())
+            out.push_back(inode.get());
+    for (const auto& [key, inode] : stale_)
+        if (inode->view.writing())
+            out.push_back(inode.get());
+    return out;
+}
+
 size_t InodeTable::descriptors() const {
     std::lock_guard lock(mutex_);
     return pinned_ + recent_.size() + mount_fds_.size();

@@ -137,6 +137,10 @@ public:
 
     // How many inodes are held (the root is not in the table).
     size_t size() const;
+    // The inodes that open files of the mount write through the writeback window
+    // (KernelView::writing): the kernel may hold dirty pages of them. Each stays in the table
+    // while such a file is open.
+    std::vector<Inode*> writing() const;
     // How many descriptors the table holds: cached ones, those of entries without handle, and
     // the mount descriptors.
     size_t descriptors() const;
