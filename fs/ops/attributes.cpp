@@ -25,11 +25,9 @@ int stat_shown(Filesystem& fs, Inode& inode, const PathFd& path_fd, const fuse_f
 // where a writer of the file must still ask (Filesystem::must_ask_again).
 void reply_attributes(fuse_req_t req, Inode& inode, const struct stat& st) {
     auto& fs = filesystem_of(req);
-    const bool again = fs.must_ask_again(inode);
     const fuse_ino_t ino = fs.ino_of(inode);
-    fuse_reply_attr(req, &st, fs.attr_timeout(inode));
-    if (again)
-        fs.invalidate_attributes(ino);
+    fs.reply_with_attributes({&ino, 1},
+                             [&] { return fuse_reply_attr(req, &st, fs.attr_timeout(inode)); });
 }
 
 // The inode's path descriptor, unless the kernel names an open file (which serves instead).

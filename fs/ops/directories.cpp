@@ -68,7 +68,6 @@ void read_directory(fuse_req_t req, size_t size, off_t offset,
     OpenDir& dir = open_dir_of(fi);
     std::vector<char> buffer(size);
     std::vector<fuse_ino_t> references;  // handed to the kernel with the reply
-    std::vector<fuse_ino_t> ask_again;   // Filesystem::must_ask_again
     size_t used = 0;
     int error = 0;
     {
@@ -109,8 +108,6 @@ void read_directory(fuse_req_t req, size_t size, off_t offset,
                         fs.forget(e.ino, 1);
                     else
                         references.push_back(e.ino);
-                    if (entry_size <= room && fs.must_ask_again(fs.inode(e.ino)))
-                        ask_again.push_back(e.ino);
                 }
             } else {
                 struct stat st;
@@ -131,13 +128,10 @@ void read_directory(fuse_req_t req, size_t size, off_t offset,
     // where this one ended.
     if (error != 0 && used == 0)
         return reply_status(req, -error);
-    if (fuse_reply_buf(req, buffer.data(), used) != 0) {
+    if (fs.reply_with_attributes(references,
+                                 [&] { return fuse_reply_buf(req, buffer.data(), used); }) != 0)
         for (fuse_ino_t given : references)
             fs.forget(given, 1);
-        return;
-    }
-    for (fuse_ino_t ino : ask_again)
-        fs.invalidate_attributes(ino);
 }
 
 void readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {

@@ -190,12 +190,10 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
         }
         fi->fh = fs.handles().add(std::move(file));
         e.attr_timeout = fs.attr_timeout(inode);  // now that its writer is counted
-        const bool again = fs.must_ask_again(inode);
-        if (fuse_reply_create(req, &e, fi) != 0) {
+        if (fs.reply_with_attributes({&e.ino, 1},
+                                     [&] { return fuse_reply_create(req, &e, fi); }) != 0) {
             fs.handles().close(fi->fh);  // before the inode its DirectFile uses may go
             fs.forget(e.ino, 1);
-        } else if (again) {
-            fs.invalidate_attributes(e.ino);
         }
     });
 }

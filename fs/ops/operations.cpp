@@ -11,11 +11,8 @@ namespace ops {
 
 void reply_entry(fuse_req_t req, const fuse_entry_param& e) {
     auto& fs = filesystem_of(req);
-    const bool again = fs.must_ask_again(fs.inode(e.ino));
-    if (fuse_reply_entry(req, &e) != 0)
+    if (fs.reply_with_attributes({&e.ino, 1}, [&] { return fuse_reply_entry(req, &e); }) != 0)
         fs.forget(e.ino, 1);
-    else if (again)
-        fs.invalidate_attributes(e.ino);
 }
 
 namespace {

@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <map>
 #include <utility>
 #include <vector>
@@ -135,6 +136,24 @@ public:
     bool must_ask_again(const Inode& inode) const {
         return writeback() && inode.type == S_IFREG &&
                (inode.view.room_short() || inode.view.write_error() != 0);
+    }
+    // Sends a reply that hands the kernel the attributes of `inos` (`send`: a fuse_reply_*
+    // call, 0 when the kernel took the reply), then invalidates those of the inodes whose
+    // writers must ask again (must_ask_again, decided before the reply). Returns send's result:
+    // when it is not 0 the caller gives back what the reply would have handed over.
+    template <typename Send>
+    int reply_with_attributes(std::span<const fuse_ino_t> inos, Send&& send) {
+        if (!writeback())
+            return send();
+        std::vector<fuse_ino_t> again;
+        for (const fuse_ino_t ino : inos)
+            if (must_ask_again(inode(ino)))
+                again.push_back(ino);
+        const int rv = send();
+        if (rv == 0)
+            for (const fuse_ino_t ino : again)
+                invalidate_attributes(ino);
+        return rv;
     }
     // The session, once it exists (notifications go through it).
     void set_session(fuse_session* session) { session_ = session; }
