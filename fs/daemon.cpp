@@ -195,19 +195,33 @@ void set_kernel_read_ahead(dev_t mount_device, uint64_t bytes) {
                      bytes >> 10, std::strerror(errno), now);
 }
 
-// The writeback window's bound: the mount's dirty pages and those being written back, held to
-// `bytes` by the kernel (the bdi's max_bytes, with the strict_limit every FUSE bdi has: the
-// writer is throttled in balance_dirty_pages). Without it the window is not turned on: the
-// kernel would let a FUSE mount dirty a share of all memory.
-void bound_writeback(Filesystem& fs, dev_t mount_device, uint64_t bytes) {
+// The writeback window's bound, before INIT: the mount's dirty pages and those being written
+// back, held to its size by the kernel (the bdi's max_bytes, with the strict_limit every FUSE
+// bdi has: the writer is throttled in balance_dirty_pages). Without it the window is not turned
+// on: the kernel would let a FUSE mount dirty a share of all memory. Returns why the window
+// cannot be had, or nothing: it was not asked for (writeback=0, not dbopt, strict,
+// cache_window=0), or the bound is set.
+std::optional<std::string> prepare_window(Filesystem& fs, dev_t own_device) {
+    const uint64_t window = fs.options().writeback_window;
+    if (!fs.kernel_pages() || window == 0)
+        return std::nullopt;
+    // Without coalescing (writebehind=0) every write() is to be on the backing file when it
+    // returns, and no room is reserved for the window to hold: no window.
+    if (fs.options().write_behind == 0)
+        return "writebehind=0 puts every write() on the backing file when it returns";
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
     uint64_t now = 0;
-    if (set_bdi(mount_device, "max_bytes", bytes, now)) {
+    if (set_bdi(own_device, "max_bytes", window, now)) {
         fs.window_bounded();
-        return;
+        return std::nullopt;
     }
-    spdlog::warn("writeback: cannot hold the mount's dirty pages to {} KiB (max_bytes of its "
-                 "bdi: {}): every write() stays a request to the daemon",
-                 bytes >> 10, std::strerror(errno));
+    return fmt::format("cannot hold the mount's dirty pages to {} KiB (max_bytes of its bdi: {})",
+                       window >> 10, std::strerror(errno));
+#else
+    (void)own_device;
+    return fmt::format("this build's libfuse ({}.{}) has no HANDLE_KILLPRIV_V2 (3.16+)",
+                       FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION);
+#endif
 }
 
 // With -o io_uring: the kernel offers FUSE over io_uring only while the fuse module's
@@ -367,18 +381,18 @@ std::optional<dev_t> mount_session(fuse_session* se, const Options& options,
 // What follows from the mount's device `own_device`: the filesystem refuses lookups that lead
 // back into it, the kernel reads its files ahead by what KernelPages keeps, and the lock
 // umount.fuse.diofs waits on is taken (returned: nothing when the daemon is not root).
-std::optional<DaemonLock> claim_mount(Filesystem& fs, dev_t own_device) {
+// `window_off`: why the writeback window cannot be had when it is the default, for log_mount
+// (a window asked for with writeback= is a warning at once, where the mount command shows it).
+std::optional<DaemonLock> claim_mount(Filesystem& fs, dev_t own_device,
+                                      std::optional<std::string>& window_off) {
     fs.set_own_device(own_device);
     std::optional<DaemonLock> unmount_lock = DaemonLock::take(own_device);
-    if (const KernelPages* pages = fs.kernel_pages()) {
+    if (const KernelPages* pages = fs.kernel_pages())
         set_kernel_read_ahead(own_device, pages->read_ahead());
-        // Without coalescing (writebehind=0) every write() is to be on the backing file when it
-        // returns, and no room is reserved for the window to hold: no window.
-        if (fs.options().writeback_window > 0 && fs.options().write_behind == 0)
-            spdlog::warn("writeback: writebehind=0 puts every write() on the backing file when "
-                         "it returns: every write() stays a request to the daemon");
-        else if (fs.options().writeback_window > 0)
-            bound_writeback(fs, own_device, fs.options().writeback_window);
+    window_off = prepare_window(fs, own_device);
+    if (window_off && fs.options().writeback_given) {
+        fs.window_off(*window_off);
+        window_off.reset();
     }
     return unmount_lock;
 }
@@ -397,7 +411,8 @@ void detach(const Options& options, const std::optional<DaemonLock>& unmount_loc
 }
 
 // What the mount is and how it will serve, in the log where the daemon goes on logging.
-void log_mount(const Options& options, Filesystem& fs, const DescriptorLimit& descriptors) {
+void log_mount(const Options& options, Filesystem& fs, const DescriptorLimit& descriptors,
+               const std::optional<std::string>& window_off) {
     spdlog::info("{} mounted on {} (dbopt {})", options.source, options.mountpoint,
                  options.dbopt ? "on" : "off");
     log_descriptor_limit(descriptors);
@@ -413,6 +428,8 @@ void log_mount(const Options& options, Filesystem& fs, const DescriptorLimit& de
                      pages->window() >> 10, pages->read_ahead() >> 10);
     else if (options.dbopt)
         spdlog::info("dbopt: strict (every request one direct transfer)");
+    if (window_off)
+        fs.window_off(*window_off);
     if (!options.dbopt)
         return;
     DiscoveredAlignment root = fs.root_alignment();
@@ -481,9 +498,10 @@ int run_daemon(const Options& given) {
     std::optional<dev_t> own_device = mount_session(se.get(), options, paths->mountpoint_dev);
     if (!own_device)
         return 1;
-    unmount_lock = claim_mount(fs, *own_device);
+    std::optional<std::string> window_off;
+    unmount_lock = claim_mount(fs, *own_device, window_off);
     detach(options, unmount_lock);
-    log_mount(options, fs, descriptors);
+    log_mount(options, fs, descriptors, window_off);
     const int rv = serve(se.get(), options, fs);
     return end_session(se.get(), options, rv);
 }

@@ -223,6 +223,11 @@ int Filesystem::reserve_window(const Credentials& who, Inode& inode, OpenFile& f
     return rv;
 }
 
+void Filesystem::window_off(const std::string& why) const {
+    spdlog::log(options_.writeback_given ? spdlog::level::warn : spdlog::level::info,
+                "writeback: {}: every write() stays a request to the daemon", why);
+}
+
 bool Filesystem::superseded_around(Inode& inode) {
     if (!writeback() || inode.type != S_IFREG || inode.view.open())
         return false;

@@ -111,10 +111,14 @@ const std::vector<OptionSpec>& option_specs() {
              "0: none",
              size_option(&Options::cache_window, "cache_window", kMiB, 64 * kMiB, true,
                          64 * 1024)},
-            {"writeback", "SIZE", "0",
+            {"writeback", "SIZE", "8M",
              "dbopt: the kernel's page cache takes writes, held to SIZE for the mount, 1M to "
-             "1G (libfuse 3.16+); 0: off, every write() a request",
-             size_option(&Options::writeback_window, "writeback", kMiB, 1024 * kMiB, true)},
+             "1G (libfuse 3.16+ builds); 0: off, every write() a request",
+             [set = size_option(&Options::writeback_window, "writeback", kMiB, 1024 * kMiB, true)](
+                 Options& o, std::string_view v) {
+                 o.writeback_given = true;
+                 return set(o, v);
+             }},
             {"dbopt_mem", "SIZE", "32M",
              "dbopt: read-ahead and coalescing memory of the mount, 2M to 64G",
              size_option(&Options::dbopt_mem, "dbopt_mem", 2 * kMiB, 64 * 1024 * kMiB, false)},
@@ -363,12 +367,15 @@ std::string usage_text() {
         "            file's page cache); a write through the mount drops what was read ahead.\n"
         "            A file opened only for reading goes through the kernel's page cache, at\n"
         "            most cache_window of it per open file, dropped at close.\n"
-        "  writeback=SIZE  a file opened for writing goes through the kernel's page cache, held\n"
+        "  writeback=SIZE  (on by default, 8M, in a libfuse 3.16+ build; writeback=0: off)\n"
+        "            a file opened for writing goes through the kernel's page cache, held\n"
         "            to about SIZE for the mount; its bytes go as above when the kernel writes\n"
         "            them back, at the latest on close or fsync. ENOSPC and EDQUOT still come\n"
         "            from a write (room is reserved ahead of the window).\n"
         "  strict    every write is on the device when it returns; every read comes from it.\n"
-        "  O_SYNC, O_DSYNC, O_DIRECT files: as strict, whatever the mount options.\n";
+        "  O_SYNC, O_DSYNC, O_DIRECT files: as strict, whatever the mount options; beside a\n"
+        "            writer of the same file in the window, each write() is written back\n"
+        "            and fsynced before it returns.\n";
     return text;
 }
 

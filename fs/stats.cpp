@@ -23,7 +23,8 @@ using Json = nlohmann::ordered_json;
 
 std::string device_name(dev_t dev) { return fmt::format("{}:{}", major(dev), minor(dev)); }
 
-Json options_json(const Options& o, const KernelPages* pages) {
+// `writeback`: whether the writeback window is on (Filesystem::writeback).
+Json options_json(const Options& o, const KernelPages* pages, bool writeback) {
     Json j;
     j["dbopt"] = o.dbopt;
     j["strict"] = o.strict;
@@ -31,6 +32,7 @@ Json options_json(const Options& o, const KernelPages* pages) {
     j["write_behind"] = o.write_behind;
     j["cache_window"] = pages ? pages->window() : 0;
     j["kernel_read_ahead"] = pages ? pages->read_ahead() : 0;
+    j["writeback"] = writeback ? o.writeback_window : 0;
     j["dbopt_mem"] = o.dbopt_mem;
     j["io_threads"] = o.io_threads;
     j["dio_align"] = o.dio_align ? Json(*o.dio_align) : Json(nullptr);
@@ -136,7 +138,7 @@ std::string stats_json(Filesystem& fs, StatsView view) {
                        {"resident_after_drop", c.resident_after_drop.get()},
                        {"window_drops", pages ? pages->drops_made() : 0}};
     j["devices"] = o.dbopt ? devices_json(fs) : Json::array();
-    j["options"] = options_json(o, pages);
+    j["options"] = options_json(o, pages, fs.writeback());
     const bool full = view == StatsView::full;
     j["mount"] = {{"source", full ? o.source : o.fsname.value_or(o.source)},
                   {"mountpoint", o.mountpoint},
@@ -175,12 +177,15 @@ std::string stats_table(std::string_view text) {
         const bool dbopt = at(o, "dbopt").get<bool>();
         std::string options = dbopt ? (at(o, "strict").get<bool>() ? "dbopt, strict" : "dbopt")
                                     : "not dbopt";
+        // Older daemons (the JSON is read by `diofs stats` of any version) have no window.
+        const uint64_t window = o.contains("writeback") ? number(o, "writeback") : 0;
         if (dbopt && !at(o, "strict").get<bool>())
             options += fmt::format(", read_ahead {}, write_behind {}, cache_window {}, "
-                                   "dbopt_mem {}, io_threads {}",
+                                   "writeback {}, dbopt_mem {}, io_threads {}",
                                    human_bytes(number(o, "read_ahead")),
                                    human_bytes(number(o, "write_behind")),
                                    human_bytes(number(o, "cache_window")),
+                                   window ? human_bytes(window) : std::string("off"),
                                    human_bytes(number(o, "dbopt_mem")), number(o, "io_threads"));
         options += fmt::format(", entry_timeout {} s, attr_timeout {} s",
                                at(o, "entry_timeout").dump(), at(o, "attr_timeout").dump());

@@ -64,16 +64,10 @@ void init(void* userdata, fuse_conn_info* conn) {
                          "cache, {} KiB of it for the mount at most",
                          fs.options().writeback_window >> 10);
         } else {
-            spdlog::warn("writeback: the kernel does not offer {}: every write() stays a "
-                         "request to the daemon",
-                         killpriv_v2 ? "the writeback cache" : "HANDLE_KILLPRIV_V2");
+            fs.window_off(std::string("the kernel does not offer ") +
+                          (killpriv_v2 ? "the writeback cache" : "HANDLE_KILLPRIV_V2"));
         }
     }
-#else
-    if (fs.wants_writeback())
-        spdlog::warn("writeback: this build's libfuse ({}.{}) has no HANDLE_KILLPRIV_V2 (3.16+): "
-                     "every write() stays a request to the daemon",
-                     FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION);
 #endif
     // O_TRUNC reaches open(), where it runs as the caller (and clears setuid bits as such).
     want_if_offered(conn, FUSE_CAP_ATOMIC_O_TRUNC);

@@ -183,6 +183,9 @@ public:
         return kernel_pages_ && options_.writeback_window > 0 && window_bounded_.load();
     }
     void window_bounded() { window_bounded_.store(true); }
+    // Logs why the window is not on (`why`, then "every write() stays a request"): a warning
+    // when the mount options asked for it, a line of the log when it is the default.
+    void window_off(const std::string& why) const;
     void start_writeback() {
         writeback_.store(true);
         inodes_.kernel_keeps_sizes();

@@ -25,6 +25,9 @@ inline constexpr uint64_t kDefaultDboptMem = 32 * kMiB;
 inline constexpr unsigned kDefaultIoThreads = 4;
 inline constexpr double kDefaultCacheTimeout = 1.0;  // seconds
 inline constexpr unsigned kDefaultMaxThreads = 0;  // one per CPU, at least 2 (daemon.cpp)
+// The writeback window: on by default where the build's libfuse has what it needs
+// (HANDLE_KILLPRIV_V2: 3.16+); a libfuse 3.14 build logs that it has none (daemon.cpp).
+inline constexpr uint64_t kDefaultWriteback = 8 * kMiB;
 
 // The longest fsname (the mount's source: fsname=, else SOURCE's absolute path) that mounts.
 // mount(2) copies the source with strndup_user(source, PATH_MAX): 4095 bytes and the NUL; one
@@ -60,7 +63,10 @@ struct Options {
     // The writeback window (docs/design.md): the kernel's page cache takes the writes of files
     // open for writing, and the mount's dirty and written pages are held to about this many
     // bytes (the bdi's max_bytes); 0: off, every write() is a request to the daemon.
-    uint64_t writeback_window = 0;
+    uint64_t writeback_window = kDefaultWriteback;
+    // Whether the mount options set writeback=: a window asked for that cannot be had is a
+    // warning; the default one, a line of the log.
+    bool writeback_given = false;
     uint64_t dbopt_mem = kDefaultDboptMem;      // buffer memory of the whole mount
     unsigned io_threads = kDefaultIoThreads;    // threads doing read-ahead and writeouts
 

@@ -18,7 +18,7 @@ source "$(dirname "$0")/lib.sh"
 mode=${1:?usage: dbopt_eio_test.sh strict|coalescing|window}
 case $mode in
     strict) options=dbopt,strict ;;
-    coalescing) options=dbopt ;;
+    coalescing) options=dbopt,writeback=0 ;;  # held back in the daemon
     window) options=dbopt,writeback=8M ;;
     *) fail "unknown mode '$mode' (strict, coalescing or window)" ;;
 esac

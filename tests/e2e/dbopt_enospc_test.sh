@@ -30,7 +30,7 @@ size_mib=64
 [[ $fstype == xfs ]] && size_mib=320  # mkfs.xfs refuses less than 300 MiB
 case $mode in
     strict) options=dbopt,strict ;;
-    coalescing) options=dbopt ;;
+    coalescing) options=dbopt,writeback=0 ;;  # held back in the daemon
     window) options=dbopt,writeback=8M ;;  # the kernel's page cache takes the writes
     *) fail "unknown mode '$mode' (strict, coalescing or window)" ;;
 esac

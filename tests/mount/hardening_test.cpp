@@ -322,7 +322,7 @@ TEST_P(Hardening, RunningOutOfDescriptorsFailsAnOpenNeverAClose) {
 INSTANTIATE_TEST_SUITE_P(Modes, Hardening,
                          ::testing::Values(Mode{"Plain", {}}, Mode{"DbOptStrict", {"dbopt", "strict"}},
                                            Mode{"DbOpt", {"dbopt"}},
-                                           Mode{"DbOptWriteback", {"dbopt", "writeback=8M"}}),
+                                           Mode{"DbOptCoalescing", {"dbopt", "writeback=0"}}),
                          [](const ::testing::TestParamInfo<Mode>& p) { return p.param.name; });
 
 }  // namespace
