@@ -142,7 +142,7 @@ void DirectFile::give_back_room(bool releasing) {
 }
 
 ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
-                          std::shared_ptr<const Credentials> who) {
+                          std::shared_ptr<const Credentials> who, Hold hold) {
     FileWrite announced(inode_, *this, offset, offset + length, kernel_);
     // Setuid and setgid are cleared by the write itself, as this writer, before it is
     // answered: held back, the bits would stay on the file (and in the kernel's cache, and on
@@ -150,14 +150,14 @@ ssize_t DirectFile::write(const char* buf, size_t length, uint64_t offset,
     // what this file holds; then the kernel is told (at the end of `announced`).
     bool setid = has_setid_bits();
     size_t taken = 0;
-    if (write_behind_ && !setid) {
+    if (write_behind_ && !setid && hold == Hold::may) {
         ssize_t n = write_behind_->write(buf, length, offset, who);
         if (n < 0 || static_cast<size_t>(n) == length)
             return n;
         taken = static_cast<size_t>(n);  // memory or room is short: the rest now
         setid = setid_.load(std::memory_order_relaxed) == Setid::some;  // found by reserve()
-    } else if (setid) {
-        settle();
+    } else {
+        settle();  // what this file holds first
     }
     ssize_t n;
     {

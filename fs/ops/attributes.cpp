@@ -156,8 +156,7 @@ int change_attributes(fuse_req_t req, Inode& inode, struct stat& attr, int valid
         rv = stat_shown(fs, inode, path_fd, fi, st);
     // The kernel applies the change to its own size and times too (KernelView).
     if (rv == 0 && fs.writeback() && inode.type == S_IFREG)
-        inode.view.set(st, valid & FUSE_SET_ATTR_SIZE,
-                       valid & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW));
+        inode.view.set(st, valid & FUSE_SET_ATTR_SIZE);
     return rv;
 }
 

@@ -198,6 +198,12 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
     });
 }
 
+// A change of `file` through the mount that ended at `end`, for the kernel's view of it
+// (KernelView::wrote).
+void wrote(KernelView& view, const OpenFile& file, uint64_t end) {
+    view.wrote(end, [&](struct stat& st) { return sys::fstat(file.fd.get(), &st); });
+}
+
 // A request answered with `bytes`, for the stats.
 void count_request(Counter& requests, Counter& total, size_t bytes) {
     requests.add();
@@ -306,16 +312,19 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
             const char* bytes = request_bytes(in, size);
             if (!bytes)
                 return reply_status(req, -EIO);
-            // As the caller, now or when a coalesced write goes out: the backing filesystem
-            // charges the caller's quota and keeps root's reserved blocks from them.
-            ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file));
-            // The kernel's writeback sends it through any open file that may write.
+            // The kernel's writeback sends it through any open file that may write: such a
+            // write is not held back (DirectFile::Hold), nor any other where the kernel keeps
+            // sizes and times (KernelView: the backing file's time after it is recorded).
             auto& fs = filesystem_of(req);
             KernelView* view = fs.writeback() ? file.view : nullptr;
             const bool window = view && (file.window || view->writing());
+            // As the caller, now or when a coalesced write goes out: the backing filesystem
+            // charges the caller's quota and keeps root's reserved blocks from them.
+            ssize_t n = direct->write(bytes, size, static_cast<uint64_t>(off), writer_of(req, file),
+                                      view ? DirectFile::Hold::never : DirectFile::Hold::may);
             if (n < 0 && window) {
                 // Acknowledged bytes lost: the writers' next write() is told (must_ask_again).
-                view->wrote(static_cast<uint64_t>(off) + size);
+                wrote(*view, file, static_cast<uint64_t>(off) + size);
                 view->write_failed(static_cast<int>(n));
                 spdlog::error("{}: a write back of {} bytes at {} failed: {}; its writers are "
                               "told at their next write, fsync and close",
@@ -334,7 +343,7 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
                                                  static_cast<uint64_t>(off) + size) < 0;
             const size_t page = fs.page_size();
             if (view)
-                view->wrote(static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
+                wrote(*view, file, static_cast<uint64_t>(off) + static_cast<uint64_t>(n));
             fuse_reply_write(req, static_cast<size_t>(n));
             if (short_of_room)
                 fs.invalidate_attributes(ino);
@@ -430,9 +439,13 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
             rv = change.resize_range(static_cast<uint64_t>(offset),
                                      static_cast<uint64_t>(length), allocate);
         }
-        // The kernel extends its own size too (fuse_file_fallocate).
-        if (rv == 0 && fs.writeback() && file.view && !(mode & FALLOC_FL_KEEP_SIZE))
-            file.view->wrote(static_cast<uint64_t>(offset) + static_cast<uint64_t>(length));
+        // The kernel extends its own size too (fuse_file_fallocate); the backing file's time
+        // moves with any mode.
+        if (rv == 0 && fs.writeback() && file.view)
+            wrote(*file.view, file,
+                  mode & FALLOC_FL_KEEP_SIZE
+                      ? 0
+                      : static_cast<uint64_t>(offset) + static_cast<uint64_t>(length));
         reply_status(req, rv);
     });
 }
@@ -458,7 +471,7 @@ void copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
         if (n < 0)
             return reply_status(req, static_cast<int>(n));
         if (filesystem_of(req).writeback() && out.view)  // as the kernel's size of the target
-            out.view->wrote(static_cast<uint64_t>(off_out) + static_cast<uint64_t>(n));
+            wrote(*out.view, out, static_cast<uint64_t>(off_out) + static_cast<uint64_t>(n));
         fuse_reply_write(req, static_cast<size_t>(n));
     });
 }

@@ -11,6 +11,8 @@
 // Told once, at the lookup that made the kernel's inode; then moved by the requests through
 // which the kernel changes its own copy: the WRITEs of its writeback, the SETATTRs it applies
 // (a truncate, the times it writes back), and the allocations and copies that extend the file.
+// Of the modification time, what is kept is the backing file's after the mount's last change
+// (see wrote()).
 
 #include <sys/stat.h>
 #include <time.h>
@@ -33,26 +35,35 @@ public:
         size_ = st.st_size;
         mtime_ = st.st_mtim;
     }
-    // A write the kernel sent, or an allocation or copy that extended the file, ending at `end`.
-    void wrote(uint64_t end) {
+    // A write the kernel sent, or an allocation or copy that extended the file, ending at
+    // `end`. The backing file's modification time moved with it and the kernel's did not
+    // (the kernel keeps its own and writes it back with a SETATTR, which a WRITE of its
+    // writeback may follow): what is compared is the backing file's time after the mount's
+    // last change, which `stat_backing(struct stat&)` (0 or -errno) reads, under this view's
+    // lock, so that the last one recorded is the latest.
+    template <typename StatBacking>
+    void wrote(uint64_t end, StatBacking&& stat_backing) {
         std::lock_guard lock(mutex_);
         size_ = std::max<off_t>(size_, static_cast<off_t>(end));
+        struct stat st;
+        if (stat_backing(st) == 0)
+            mtime_ = st.st_mtim;
     }
-    // A SETATTR the kernel applied to its copy: the size, the modification time, as they are
-    // in `st` after it.
-    void set(const struct stat& st, bool size, bool mtime) {
+    // A SETATTR the kernel applied to its copy: the size (`size`: it was changed), and the
+    // backing file's modification time, as they are in `st` after it.
+    void set(const struct stat& st, bool size) {
         std::lock_guard lock(mutex_);
         if (size)
             size_ = st.st_size;
-        if (mtime)
-            mtime_ = st.st_mtim;
+        mtime_ = st.st_mtim;
     }
     // An open with O_TRUNC: the kernel cut its size to 0 (its time it writes back later).
     void cut() {
         std::lock_guard lock(mutex_);
         size_ = 0;
     }
-    // Whether the backing file `st` is not what the kernel believes.
+    // Whether the backing file `st` is not what the kernel believes, or its time not what the
+    // mount left.
     bool differs(const struct stat& st) const {
         std::lock_guard lock(mutex_);
         return known_ && (size_ != st.st_size || mtime_.tv_sec != st.st_mtim.tv_sec ||

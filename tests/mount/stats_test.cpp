@@ -99,6 +99,7 @@ TEST_F(Stats, DboptCountsEveryWay) {
 #else
     EXPECT_EQ(j["options"]["writeback"], 0u);
 #endif
+    const bool window = j["options"]["writeback"].get<uint64_t>() > 0;
     EXPECT_EQ(j["mount"]["pid"], mount().pid());
     EXPECT_EQ(j["mount"]["mountpoint"], mount().mnt());
     ASSERT_EQ(j["devices"].size(), 1u) << j.dump();
@@ -116,13 +117,19 @@ TEST_F(Stats, DboptCountsEveryWay) {
     EXPECT_LT(w["bounced"], 4096);
     EXPECT_EQ(w["buffered_fallback"], 0);
     EXPECT_EQ(w["passthrough"], 0);
-    EXPECT_GE(j["coalescing"]["chunks_written"], 8) << "coalesced 1 MiB chunks";
+    // The window's WRITEs go to the device before their replies (design.md, "Not held
+    // back"); without it the 1 MiB writes are coalesced into chunks of the pool.
+    if (window) {
+        EXPECT_EQ(j["coalescing"]["chunks_written"], 0) << j.dump();
+    } else {
+        EXPECT_GE(j["coalescing"]["chunks_written"], 8) << "coalesced 1 MiB chunks";
+        EXPECT_GT(j["pool"]["peak"], 0);
+    }
     EXPECT_EQ(j["coalescing"]["writeout_errors"], 0);
     EXPECT_GT(j["page_cache"]["backing_drops"], 0) << "the bounce page is dropped";
     EXPECT_EQ(j["page_cache"]["resident_after_drop"], 0);
     EXPECT_EQ(j["open_dbopt_files"], 0);
     EXPECT_EQ(j["pool"]["in_use"], 0);
-    EXPECT_GT(j["pool"]["peak"], 0);
     EXPECT_LE(j["pool"]["peak"], j["pool"]["limit"]);
     EXPECT_EQ(j["pool"]["limit"], 32 * kMiB);
 

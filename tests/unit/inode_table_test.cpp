@@ -83,8 +83,12 @@ TEST(InodeTable, AFileChangedAroundTheMountGetsANewEntryWhenNotOpen) {
     Inode& a = table.acquire(some_fd(), st, std::nullopt);
     a.view.told(st);
     EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a) << "unchanged: the same entry";
-    a.view.wrote(300);  // the kernel wrote 200 bytes more through the mount
-    st.st_size = 300;
+    st.st_size = 300;  // the kernel wrote 200 bytes more through the mount
+    st.st_mtim.tv_sec += 1;
+    a.view.wrote(300, [&](struct stat& now) {
+        now = st;
+        return 0;
+    });
     EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a) << "the mount's own change";
     a.view.opened();
     st.st_size = 500;  // changed around the mount while open here: the kernel's inode stays
@@ -97,6 +101,31 @@ TEST(InodeTable, AFileChangedAroundTheMountGetsANewEntryWhenNotOpen) {
     EXPECT_EQ(table.forget(a, 4), 0u);
     EXPECT_EQ(table.forget(b, 2), 0u);
     EXPECT_EQ(table.size(), 0u);
+}
+
+// The kernel writes its own times back (a SETATTR) and a WRITE of its writeback may come
+// after that: the backing file's time is then later than the kernel's, and that is the mount's
+// own change, not one around it.
+TEST(InodeTable, AWriteBackAfterTheKernelsTimesIsTheMountsOwnChange) {
+    InodeTable table;
+    table.kernel_keeps_sizes();
+    struct stat st = fake_stat(1, 9);
+    Inode& a = table.acquire(some_fd(), st, std::nullopt);
+    a.view.told(st);
+    st.st_mtim.tv_sec += 5;  // the times the kernel wrote back
+    a.view.set(st, false);
+    st.st_size = 4096;  // then a WRITE of its writeback: the backing file's time moves on
+    st.st_mtim.tv_sec += 1;
+    a.view.wrote(4096, [&](struct stat& now) {
+        now = st;
+        return 0;
+    });
+    EXPECT_EQ(&table.acquire(some_fd(), st, std::nullopt), &a);
+    st.st_mtim.tv_nsec += 1;  // touched around the mount
+    Inode& b = table.acquire(some_fd(), st, std::nullopt);
+    EXPECT_NE(&b, &a);
+    EXPECT_EQ(table.forget(a, 2), 0u);
+    EXPECT_EQ(table.forget(b, 1), 0u);
 }
 
 TEST(InodeTable, WithoutTheWritebackWindowAChangedFileKeepsItsEntry) {

@@ -56,8 +56,12 @@ public:
     // what this file holds, so that the backing filesystem clears the bits for this writer
     // as it would (or keeps them for one with CAP_FSETID) before the write is answered; then
     // `mode_changed` tells the kernel.
+    // Hold::never: written before the call returns (a write back of the kernel's window: it
+    // comes through whichever open file the kernel picks, so only its reply can carry its
+    // outcome, and a close or fsync through another open file must find it on the device).
+    enum class Hold { may, never };
     ssize_t write(const char* buf, size_t length, uint64_t offset,
-                  std::shared_ptr<const Credentials> who = nullptr);
+                  std::shared_ptr<const Credentials> who = nullptr, Hold hold = Hold::may);
     // On success `view` points into read-ahead memory or this thread's read buffer, valid
     // while `view` lives and until this thread's next read.
     ssize_t read(uint64_t offset, size_t length, ReadView& view);
