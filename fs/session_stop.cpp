@@ -44,7 +44,9 @@ SessionStop::SessionStop(fuse_session* se, Filesystem& fs, const char* mountpoin
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < std::size(kSignals); ++i)
         ::sigaction(kSignals[i], &sa, &before_[i]);
-    thread_ = std::thread([this] { run(); });
+    // Without the eventfd nothing could wake the thread: the handlers end the loop themselves.
+    if (wake_)
+        thread_ = std::thread([this] { run(); });
 }
 
 SessionStop::~SessionStop() {
@@ -83,7 +85,7 @@ void SessionStop::run() {
         sigaddset(&set, sig);
     ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
     uint64_t count = 0;
-    while (wake_ && ::read(wake_.get(), &count, sizeof count) < 0 && errno == EINTR) {
+    while (::read(wake_.get(), &count, sizeof count) < 0 && errno == EINTR) {
     }
     if (ended_.load())
         return;
