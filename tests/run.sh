@@ -301,11 +301,11 @@ wanted() {
 if $full; then
     tier="the full run (--full)"
     echo "tests/run.sh --full: every test, then the sanitizer and second libfuse trees:" \
-        "about 30 minutes on 2 CPUs"
+        "about 40 minutes on 2 CPUs"
 else
     tier="the quick run"
     echo "tests/run.sh: the quick tier, about 8 minutes on 2 CPUs" \
-        "(tests/run.sh --full runs everything, about 30)"
+        "(tests/run.sh --full runs everything, about 40)"
 fi
 
 # shellcheck disable=SC2086 # a list of package names

@@ -7,6 +7,15 @@
 
 die() { printf '%s: %s\n' "${BENCH_NAME:-bench}" "$*" >&2; exit 1; }
 
+# DIOFS_BINARY, unless given: build/diofs of this repository when it was built, else diofs on
+# $PATH (for the scripts that measure the working tree).
+default_to_built_diofs() {
+    if [[ -z "${DIOFS_BINARY:-}" ]]; then
+        DIOFS_BINARY=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/diofs
+        [[ -x $DIOFS_BINARY ]] || DIOFS_BINARY=$(command -v diofs || true)
+    fi
+}
+
 # --- cleanup ---------------------------------------------------------------------------------
 WORK=""
 LOOP=""
@@ -180,6 +189,24 @@ stop_diofs() {
 
 # peak_rss_kib PID: the peak resident set (VmHWM) of a running process, in KiB.
 peak_rss_kib() { awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# ratio_row LABEL DIGITS BASE CONFIG VALUE [CONFIG VALUE...]: a Markdown table row of the
+# values, each but the plain directory's followed by its ratio to BASE (DIGITS decimals).
+ratio_row() {
+    local label=$1 digits=$2 base=$3 row config s
+    shift 3
+    row="| $label |"
+    while (($# >= 2)); do
+        config=$1 s=$2
+        shift 2
+        if [[ -n $base && $config != plain ]]; then
+            row+=" $s ($(awk -v a="$s" -v b="$base" -v d="$digits" 'BEGIN { printf "%." d "f", a / b }')) |"
+        else
+            row+=" $s |"
+        fi
+    done
+    echo "$row"
+}
 
 # statistics of space-separated numbers on stdin
 median() { local p=${1:-2}; tr ' ' '\n' | grep . | sort -g | awk -v p="$p" '{ v[NR] = $1 } END { printf "%." p "f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

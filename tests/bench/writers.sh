@@ -20,14 +20,10 @@
 #   BENCH_NO_INSTALL 1: do not apt-get install nocache when it is missing
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-if [[ -z "${DIOFS_BINARY:-}" ]]; then
-    DIOFS_BINARY=$repo/build/diofs
-    [[ -x $DIOFS_BINARY ]] || DIOFS_BINARY=$(command -v diofs || true)
-fi
 BENCH_NAME=writers.sh
 # shellcheck source=lib.sh
 source "$here/lib.sh"
+default_to_built_diofs
 [[ $(id -u) == 0 ]] || die "needs root (mounts, memory cgroups, drop_caches)"
 [[ -x "$DIOFS_BINARY" ]] || die "no diofs at '$DIOFS_BINARY' (set DIOFS_BINARY)"
 [[ -d /sys/fs/cgroup/memory ]] || die "needs the cgroup v1 memory controller"
@@ -101,17 +97,9 @@ label() { [[ $1 == dbopt && -n ${BENCH_DBOPT_OPTS:-} ]] && echo "dbopt,$BENCH_DB
 echo "| writer | $(for c in $configs; do printf '%s | ' "$(label "$c")"; done)"
 echo "| --- | $(for c in $configs; do printf -- '--- | '; done)"
 for workload in $workloads; do
-    base=${seconds[$workload,plain]:-}
-    row="| $workload, s (x plain) |"
-    for config in $configs; do
-        s=${seconds[$workload,$config]}
-        if [[ -n $base && $config != plain ]]; then
-            row+=" $s ($(awk -v a="$s" -v b="$base" 'BEGIN { printf "%.2f", a / b }')) |"
-        else
-            row+=" $s |"
-        fi
-    done
-    echo "$row"
+    cells=()
+    for config in $configs; do cells+=("$config" "${seconds[$workload,$config]}"); done
+    ratio_row "$workload, s (x plain)" 2 "${seconds[$workload,plain]:-}" "${cells[@]}"
     row="| peak page cache, KiB |"
     for config in $configs; do row+=" ${peaks[$workload,$config]} |"; done
     echo "$row"
