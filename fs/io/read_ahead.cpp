@@ -22,8 +22,9 @@ struct ReadAhead::Chunk {
 };
 
 ReadAhead::ReadAhead(Source source, InodeIo& inode, BufferPool& pool, IoWorkers& workers,
-                     uint64_t window, uint64_t alignment)
+                     uint64_t window, uint64_t alignment, Size size)
     : source_(std::move(source)),
+      size_(std::move(size)),
       inode_(inode),
       pool_(pool),
       workers_(workers),
@@ -126,9 +127,12 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     if (!chunks_.empty() && (first < chunks_.front()->offset || first > chunks_.back()->offset))
         drop_locked();
     if (chunks_.empty()) {
-        // Start the stream with the chunk of this request.
-        if (const std::optional<uint64_t> generation = inode_.quiet_generation())
+        // Start the stream with the chunk of this request, and nothing past the end of file.
+        if (const std::optional<uint64_t> generation = inode_.quiet_generation()) {
+            if (const int64_t size = size_ ? size_() : -1; size >= 0)
+                end_ = static_cast<uint64_t>(size);
             start_locked(first, *generation);
+        }
         if (chunks_.empty())
             return std::nullopt;
     }

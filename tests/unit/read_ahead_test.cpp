@@ -35,12 +35,15 @@ protected:
         workers = std::make_unique<IoWorkers>(2);
         ra = new_read_ahead(window);
     }
-    std::unique_ptr<ReadAhead> new_read_ahead(uint64_t window) {
+    std::unique_ptr<ReadAhead> new_read_ahead(uint64_t window, bool knows_size = false) {
+        ReadAhead::Size size;
+        if (knows_size)
+            size = [this] { return static_cast<int64_t>(backing.contents().size()); };
         return std::make_unique<ReadAhead>(
             [this](char* buf, size_t length, uint64_t offset) {
                 return backing.read(buf, length, offset);
             },
-            inode, *pool, *workers, window, kAlignment);
+            inode, *pool, *workers, window, kAlignment, size);
     }
     void SetUp() override { make(); }
     void TearDown() override {
@@ -238,6 +241,30 @@ TEST_F(ReadAheadTest, ARequestPastTheEndReadsTheFileOnce) {
 // The end is answered once: a reader that comes back to it (following a file that grows beside
 // the mount) is the caller's, and sees the bytes written since. Requests inside the file are
 // still served after the end was, the kernel's last two may come in either order.
+// Given the file's size when its stream starts, read-ahead reads no chunk past the end: a
+// small file is one read of the backing, not one and a window of empty ones (grep -r of small
+// files, issue 19); a file that grew since is read on by a new stream.
+TEST_F(ReadAheadTest, NothingPastTheEndIsReadAheadWhenTheSizeIsKnown) {
+    auto sized = new_read_ahead(4 * kChunk, true);
+    backing.set_contents(pattern(100, 3));
+    ASSERT_EQ(read(0, 48, sized.get()), pattern(100, 3).substr(0, 48));
+    ASSERT_EQ(read(48, 48, sized.get()), pattern(100, 3).substr(48, 48));
+    sized.reset();  // its reads are done
+    ASSERT_EQ(backing.calls().size(), 2u)
+        << "the two chunks holding the file, and not one more";
+    for (const auto& call : backing.calls())
+        EXPECT_LT(call.offset, 100u) << "read past the end of the file";
+
+    auto grows = new_read_ahead(4 * kChunk, true);
+    const std::string longer = pattern(320, 3);
+    backing.set_contents(longer.substr(0, 100));
+    ASSERT_EQ(read(0, 64, grows.get()), longer.substr(0, 64));
+    ASSERT_EQ(read(64, 64, grows.get()), longer.substr(64, 36));
+    backing.set_contents(longer);
+    for (uint64_t at = 128; at < 320; at += 64)
+        EXPECT_EQ(read(at, 64, grows.get()), longer.substr(at, 64)) << "read at " << at;
+}
+
 TEST_F(ReadAheadTest, TheEndIsAnsweredOnce) {
     const std::string file = pattern(100, 41);
     backing.set_contents(file);

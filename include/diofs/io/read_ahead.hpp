@@ -38,10 +38,16 @@ public:
     // at end of file, or anywhere on a whole number of `alignment` bytes) or -errno.
     using Source = std::function<ssize_t(char* buf, size_t length, uint64_t offset)>;
 
+    // The file's size now, or -errno.
+    using Size = std::function<int64_t()>;
+
     // `alignment`: the direct-I/O alignment of the file's offsets (a divisor of the chunk); a
     // read that stops short on it is asked for the rest, as DirectIoEngine::read does.
+    // `size` (may be empty): asked when a stream starts, so that no chunk past the end of the
+    // file is read ahead (a small file's stream read 4 empty chunks past its end before its
+    // first came back short); a file that grows starts a new stream past its old end.
     ReadAhead(Source source, InodeIo& inode, BufferPool& pool, IoWorkers& workers,
-              uint64_t window, uint64_t alignment);
+              uint64_t window, uint64_t alignment, Size size = {});
     // Drops everything and waits for the reads still running.
     ~ReadAhead();
     ReadAhead(const ReadAhead&) = delete;
@@ -68,6 +74,7 @@ private:
     bool take_end_locked(Chunk& chunk);
 
     const Source source_;
+    const Size size_;
     InodeIo& inode_;
     BufferPool& pool_;
     IoWorkers& workers_;
