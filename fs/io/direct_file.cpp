@@ -41,10 +41,7 @@ DirectFile::DirectFile(std::unique_ptr<BackingIo> io, DioAlignment alignment, In
                     return io_->direct_pread(buf, length, offset);
                 },
                 inode_, streaming->pool, streaming->workers, streaming->read_ahead,
-                alignment.offset, [this]() -> int64_t {
-                    BackingIo::Status st;
-                    return io_->stat(st) == 0 ? static_cast<int64_t>(st.size) : -1;
-                });
+                alignment.offset, [this] { return backing_size(); });
         if (access.writes && streaming->write_behind > 0)
             write_behind_ = std::make_unique<WriteBehind>(
                 [this](const char* buf, size_t length, uint64_t offset) {

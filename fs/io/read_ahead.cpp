@@ -129,8 +129,8 @@ std::optional<ssize_t> ReadAhead::read(uint64_t offset, size_t length, ReadView&
     if (chunks_.empty()) {
         // Start the stream with the chunk of this request, and nothing past the end of file.
         if (const std::optional<uint64_t> generation = inode_.quiet_generation()) {
-            if (const int64_t size = size_ ? size_() : -1; size >= 0)
-                end_ = static_cast<uint64_t>(size);
+            if (size_)
+                end_ = size_();
             start_locked(first, *generation);
         }
         if (chunks_.empty())

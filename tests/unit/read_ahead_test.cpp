@@ -38,7 +38,7 @@ protected:
     std::unique_ptr<ReadAhead> new_read_ahead(uint64_t window, bool knows_size = false) {
         ReadAhead::Size size;
         if (knows_size)
-            size = [this] { return static_cast<int64_t>(backing.contents().size()); };
+            size = [this] { return static_cast<uint64_t>(backing.contents().size()); };
         return std::make_unique<ReadAhead>(
             [this](char* buf, size_t length, uint64_t offset) {
                 return backing.read(buf, length, offset);

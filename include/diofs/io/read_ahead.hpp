@@ -38,8 +38,8 @@ public:
     // at end of file, or anywhere on a whole number of `alignment` bytes) or -errno.
     using Source = std::function<ssize_t(char* buf, size_t length, uint64_t offset)>;
 
-    // The file's size now, or -errno.
-    using Size = std::function<int64_t()>;
+    // The file's size now.
+    using Size = std::function<uint64_t()>;
 
     // `alignment`: the direct-I/O alignment of the file's offsets (a divisor of the chunk); a
     // read that stops short on it is asked for the rest, as DirectIoEngine::read does.
